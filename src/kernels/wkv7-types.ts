@@ -28,8 +28,8 @@ export interface Wkv7Inputs {
 }
 
 /**
- * What a forward pass keeps for its backward: the state before the first step of every chunk of
- * `interval` steps. The backward replays the forward inside one chunk at a time from these
+ * State that a forward pass keeps for its backward: the state before the first step of every
+ * chunk of `interval` steps. The backward replays the forward inside one chunk at a time from these
  * checkpoints. Every backend writes and reads this one format, so a forward on one backend can be
  * differentiated on another.
  */

@@ -214,8 +214,8 @@ function replayChunk(
 }
 
 /**
- * One backward step for every row: consumes G = ∂L/∂S_t and leaves ∂L/∂S_{t-1} in it, writing the
- * token gradients of step t into the scratch vectors (dr, dk, db, dw, da) and dv[dvOffset + i].
+ * Runs one backward step over every row: turns G = ∂L/∂S_t into ∂L/∂S_{t-1} in place and writes
+ * the token gradients of step t into the scratch vectors (dr, dk, db, dw, da) and dv[dvOffset + i].
  */
 function stepBackward(
   scratch: BackwardScratch,

@@ -1,0 +1,187 @@
+// Model folders for the command line: detecting the architecture from config.json's model_type,
+// loading the model and its tokenizer, creating a fresh model from a preset, and one interface
+// (`LanguageModel`) so the commands treat GPT-2 and RWKV-7 alike.
+
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+
+import { InputError } from '../data/input-error.js';
+import { GPT2_PRESETS, Gpt2Model, gpt2NextLogits, loadGpt2Folder, saveGpt2Folder, type Gpt2PresetName } from '../models/gpt2/index.js';
+import type { NextLogits } from '../models/sampling.js';
+import { Rng, type Tensor } from '../tensor/index.js';
+import { Gpt2Tokenizer } from '../tokenizer/index.js';
+import { HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES } from '../tokenizer/vocab-files.js';
+import type { TrainableModel } from '../train/trainer.js';
+import { createRwkv7, loadRwkv7, RWKV7_PRESETS, type Rwkv7PresetName } from './rwkv7-adapter.js';
+
+export const ARCHITECTURES = ['gpt2', 'rwkv7'] as const;
+export type Architecture = (typeof ARCHITECTURES)[number];
+
+/** A language model as the commands use it: trainable, savable, and able to produce logits. */
+export interface LanguageModel extends TrainableModel {
+  readonly arch: Architecture;
+  readonly vocabSize: number;
+  /** Longest sequence one forward pass accepts: n_positions for GPT-2, Infinity for RWKV-7. */
+  readonly maxSequenceLength: number;
+  /** The configuration as written to config.json. */
+  readonly configJson: Record<string, unknown>;
+  parameterCount(): number;
+  /** Logits (T, V), row-major, of one sequence computed in a single forward pass. */
+  sequenceLogits(ids: readonly number[]): Float32Array | Float64Array;
+  /** The same logits computed one token at a time (GPT-2: key/value cache; RWKV-7: recurrent state). */
+  recurrentLogits(ids: readonly number[]): Float32Array | Float64Array;
+  /** A fresh incremental next-token function for generation. */
+  nextLogits(): NextLogits;
+  /** Writes a complete model folder: config.json, model.safetensors and the tokenizer files. */
+  save(dir: string, tokenizer: Gpt2Tokenizer): void;
+}
+
+/** Names of the size presets of each architecture. */
+export const PRESETS: Readonly<Record<Architecture, readonly string[]>> = {
+  gpt2: Object.keys(GPT2_PRESETS),
+  rwkv7: Object.keys(RWKV7_PRESETS),
+};
+
+// ---------------------------------------------------------------------------------------------------
+// GPT-2
+
+class Gpt2LanguageModel implements LanguageModel {
+  readonly arch = 'gpt2';
+
+  constructor(readonly model: Gpt2Model) {}
+
+  get vocabSize(): number {
+    return this.model.config.vocabSize;
+  }
+  get maxSequenceLength(): number {
+    return this.model.config.nPositions;
+  }
+  get configJson(): Record<string, unknown> {
+    return { model_type: 'gpt2', ...this.model.config };
+  }
+  loss(ids: Int32Array, targets: Int32Array, B: number, T: number): Tensor {
+    return this.model.loss(ids, targets, B, T);
+  }
+  parameters(): Tensor[] {
+    return this.model.parameters();
+  }
+  namedParameters(): Array<[string, Tensor]> {
+    return this.model.namedParameters();
+  }
+  train(flag = true): unknown {
+    return this.model.train(flag);
+  }
+  parameterCount(): number {
+    return this.model.parameterCount();
+  }
+  sequenceLogits(ids: readonly number[]): Float32Array | Float64Array {
+    return this.model.forward(ids, 1, ids.length).data; // (1, T, V)
+  }
+  recurrentLogits(ids: readonly number[]): Float32Array | Float64Array {
+    const V = this.vocabSize;
+    const out = new Float32Array(ids.length * V);
+    const cache = this.model.createCache();
+    ids.forEach((id, t) => out.set(this.model.forward([id], 1, 1, { cache }).data, t * V)); // (1, 1, V) each
+    return out;
+  }
+  nextLogits(): NextLogits {
+    return gpt2NextLogits(this.model);
+  }
+  save(dir: string, tokenizer: Gpt2Tokenizer): void {
+    saveGpt2Folder(this.model, dir, { dtype: 'F32', tokenizer });
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Creating and loading
+
+/** Builds a freshly initialised model of a preset; the seed fixes the initial weights. */
+export function createModel(arch: Architecture, preset: string, seed: number): LanguageModel {
+  const valid = PRESETS[arch];
+  if (!valid.includes(preset)) {
+    throw new InputError(`preset "${preset}" does not exist for --arch ${arch}; valid presets: ${valid.join(', ')}`);
+  }
+  if (arch === 'gpt2') {
+    const config = { ...GPT2_PRESETS[preset as Gpt2PresetName] };
+    return new Gpt2LanguageModel(new Gpt2Model(config, { rng: new Rng(seed) }));
+  }
+  return createRwkv7(preset as Rwkv7PresetName, seed);
+}
+
+/** A loaded model folder. */
+export interface LoadedModel {
+  /** The folder the model was read from (a run folder resolves to its `model/` subfolder). */
+  dir: string;
+  model: LanguageModel;
+  tokenizer: Gpt2Tokenizer;
+  /** Where the tokenizer came from: the folder's own files, or the bundled GPT-2 files. */
+  tokenizerSource: 'folder' | 'bundled';
+}
+
+/**
+ * Returns the folder holding config.json: `dir` itself, or `dir/model` when `dir` is a training
+ * run folder (what `rwkvify pretrain --out` writes).
+ */
+export function resolveModelFolder(dir: string): string {
+  if (!existsSync(dir)) throw new InputError(`model folder "${dir}" does not exist`);
+  if (!statSync(dir).isDirectory()) throw new InputError(`model folder "${dir}" is a file, not a folder`);
+  if (existsSync(join(dir, 'config.json'))) return dir;
+  const runModel = join(dir, 'model');
+  if (existsSync(join(runModel, 'config.json'))) return runModel;
+  throw new InputError(`model folder "${dir}" has no config.json; pass a folder written by rwkvify or a Hugging Face model folder`);
+}
+
+/** Reads config.json's model_type and checks that it is an architecture rwkvify implements. */
+export function detectArchitecture(dir: string): Architecture {
+  const path = join(dir, 'config.json');
+  let config: unknown;
+  try {
+    config = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`cannot read "${path}": ${reason}`);
+  }
+  const modelType = typeof config === 'object' && config !== null ? (config as Record<string, unknown>).model_type : undefined;
+  if (typeof modelType !== 'string' || !(ARCHITECTURES as readonly string[]).includes(modelType)) {
+    throw new InputError(`"${path}" has model_type ${JSON.stringify(modelType)}; supported model types: ${ARCHITECTURES.join(', ')}`);
+  }
+  return modelType as Architecture;
+}
+
+/** True when `dir` holds a tokenizer in either file layout (vocab.json + merges.txt or encoder.json + vocab.bpe). */
+export function hasTokenizerFiles(dir: string): boolean {
+  return [HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES].some((names) => existsSync(join(dir, names.vocab)) || existsSync(join(dir, names.merges)));
+}
+
+/**
+ * Loads the tokenizer of a model folder, or the bundled GPT-2 tokenizer when the folder has no
+ * tokenizer files.
+ */
+export function loadTokenizer(dir: string | undefined): { tokenizer: Gpt2Tokenizer; source: 'folder' | 'bundled' } {
+  if (dir === undefined || !hasTokenizerFiles(dir)) return { tokenizer: Gpt2Tokenizer.bundled(), source: 'bundled' };
+  try {
+    return { tokenizer: Gpt2Tokenizer.fromFolder(dir), source: 'folder' };
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`cannot load the tokenizer of "${dir}": ${reason}`);
+  }
+}
+
+/** Loads the model and tokenizer of a folder; invalid files become InputErrors naming the folder. */
+export function loadModelFolder(given: string): LoadedModel {
+  const dir = resolveModelFolder(given);
+  const arch = detectArchitecture(dir);
+  let model: LanguageModel;
+  try {
+    model = arch === 'gpt2' ? new Gpt2LanguageModel(loadGpt2Folder(dir)) : loadRwkv7(dir);
+  } catch (error) {
+    if (error instanceof InputError) throw error;
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`cannot load the ${arch} model in "${dir}": ${reason}`);
+  }
+  const { tokenizer, source } = loadTokenizer(dir);
+  if (tokenizer.vocabSize > model.vocabSize) {
+    throw new InputError(`the tokenizer of "${dir}" has ${tokenizer.vocabSize} tokens but the model only ${model.vocabSize}; they do not belong together`);
+  }
+  return { dir, model, tokenizer, tokenizerSource: source };
+}

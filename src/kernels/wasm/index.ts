@@ -1,0 +1,72 @@
+// Public entry of the WebAssembly float32 matmul: one engine per process, created on first use.
+import { availableParallelism } from 'node:os';
+import type { MatmulGeometry } from '../types.js';
+import type { GemmConfig } from './gemm-layout.js';
+import { MAX_THREADS } from './gemm-layout.js';
+import { WasmGemmEngine, type GemmBlocking, type WasmEngineInfo } from './matmul-wasm.js';
+
+export { WasmGemmEngine, type GemmBlocking, type WasmEngineInfo, type WasmEngineOptions } from './matmul-wasm.js';
+export type { GemmConfig } from './gemm-layout.js';
+
+/** Micro-tile of the default engine (see bench/matmul.bench.ts for the measurements behind it). */
+export const DEFAULT_GEMM_CONFIG: GemmConfig = { mr: 4, nr: 8, kUnroll: 2 };
+
+export const DEFAULT_GEMM_BLOCKING: GemmBlocking = {
+  kc: 256,
+  tileRows: 128,
+  tileCols: 256,
+  packTaskFloats: 65536,
+  minTasksPerThread: 4,
+};
+
+/** Products below this many flops (2·M·N·K·batch) stay on the calling thread. */
+export const DEFAULT_PARALLEL_THRESHOLD_FLOPS = 4_000_000;
+
+let engine: WasmGemmEngine | undefined;
+
+/** Thread count from RWKVIFY_THREADS, else min(2, available cores). */
+function defaultThreads(): number {
+  const fromEnv = process.env.RWKVIFY_THREADS;
+  if (fromEnv !== undefined && fromEnv !== '') {
+    const threads = Number(fromEnv);
+    if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+      throw new Error(`RWKVIFY_THREADS must be an integer in [1, ${MAX_THREADS}], got "${fromEnv}"`);
+    }
+    return threads;
+  }
+  return Math.min(2, availableParallelism());
+}
+
+function getEngine(): WasmGemmEngine {
+  engine ??= new WasmGemmEngine({
+    config: DEFAULT_GEMM_CONFIG,
+    blocking: DEFAULT_GEMM_BLOCKING,
+    threads: defaultThreads(),
+    parallelThresholdFlops: DEFAULT_PARALLEL_THRESHOLD_FLOPS,
+  });
+  return engine;
+}
+
+/**
+ * Computes `out[b] (+)= op(A[b]) · op(B[b])` in float32 with WebAssembly SIMD, on up to
+ * `setWasmThreads` threads. Same contract as matmulReference; sums are float32, in a different
+ * order than the reference, so results differ by rounding.
+ */
+export function matmulWasm(a: Float32Array, b: Float32Array, out: Float32Array, g: MatmulGeometry): void {
+  getEngine().matmul(a, b, out, g);
+}
+
+/** Sets how many threads (the caller plus workers) large products use; 1 turns the workers off. */
+export function setWasmThreads(threads: number): void {
+  getEngine().setThreads(threads);
+}
+
+/** Sets the size (2·M·N·K·batch flops) from which products use the workers; 0 uses them always. */
+export function setWasmParallelThreshold(flops: number): void {
+  getEngine().setParallelThreshold(flops);
+}
+
+/** Settings and counters of the engine, for benchmarks and tests. */
+export function wasmInfo(): WasmEngineInfo {
+  return getEngine().info();
+}

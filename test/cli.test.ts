@@ -1,0 +1,133 @@
+// End-to-end tests of `rwkvify pretrain` and `rwkvify generate`: each case spawns
+// `node bin/rwkvify.js` as a user would. One tiny GPT-2 is pretrained once and reused.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+const BIN = join(REPO_ROOT, 'bin', 'rwkvify.js');
+
+interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `rwkvify ...args` to completion. */
+function runCli(args: readonly string[], timeoutMs = 50_000): CliResult {
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs });
+  if (result.error !== undefined) throw result.error;
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+
+/** Writes a small English corpus of `documents` files into `dir`. */
+function writeTinyCorpus(dir: string, documents = 4): void {
+  const sentences = [
+    'The cat sat on the mat and looked at the door.',
+    'A dog ran across the park while the birds sang.',
+    'She opened the window and the cold air came in.',
+    'They walked to the river and sat under a tall tree.',
+    'The old man told a story about the sea and the ships.',
+  ];
+  for (let d = 0; d < documents; d++) {
+    const lines: string[] = [];
+    for (let i = 0; i < 30; i++) lines.push(sentences[(i * 3 + d) % sentences.length]);
+    writeFileSync(join(dir, `story-${d}.txt`), lines.join('\n') + '\n');
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------
+
+let root: string;
+let corpus: string;
+let runDir: string;
+let pretrain: CliResult;
+
+/** Flags of a pretraining run small enough for a test: 3 steps of 2 × 16 tokens. */
+const TINY_RUN = ['--arch', 'gpt2', '--preset', 'tiny', '--steps', '3', '--batch-size', '2', '--seq-len', '16', '--log-every', '1', '--warmup', '1', '--eval-batches', '2', '--eval-every', '2'];
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'rwkvify-cli-'));
+  corpus = join(root, 'corpus');
+  mkdirSync(corpus);
+  writeTinyCorpus(corpus);
+  runDir = join(root, 'run');
+  pretrain = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN]);
+});
+
+afterAll(() => {
+  rmSync(root, { recursive: true, force: true });
+});
+
+function expectUserError(result: CliResult, ...fragments: string[]): void {
+  expect(result.status).toBe(2);
+  expect(result.stderr).toMatch(/^error: /m);
+  expect(result.stderr).not.toMatch(/^\s+at /m); // no stack trace
+  for (const fragment of fragments) expect(result.stderr).toContain(fragment);
+}
+
+describe('rwkvify pretrain', () => {
+  it('trains and writes a model folder', () => {
+    expect(pretrain.stderr).not.toContain('internal error');
+    expect(pretrain.status).toBe(0);
+    expect(pretrain.stdout).toContain('rwkvify pretrain');
+    expect(pretrain.stdout).toMatch(/arch +gpt2 \(preset tiny, 1,635,744 parameters\)/);
+    expect(pretrain.stdout).toMatch(/^step 1\/3 \| loss \d+\.\d{4} \| lr \d\.\de-\d+ \| - tok\/s$/m);
+    expect(pretrain.stdout).toMatch(/^step 3\/3 \| loss \d+\.\d{4} \| lr \d\.\de-\d+ \| [\d,]+ tok\/s$/m);
+    expect(pretrain.stdout).toMatch(/^eval step 2 \| val loss \d+\.\d{4} \| val ppl [\d.]+$/m);
+    expect(pretrain.stdout).toMatch(/^eval step 3 \| /m);
+    // stderr is not a terminal here, so progress comes as plain lines.
+    expect(pretrain.stderr).toMatch(/^progress 3\/3 \(100\.0%\)/m);
+    for (const file of ['config.json', 'model.safetensors', 'vocab.json', 'merges.txt', 'trainer-state.json', 'optimizer.safetensors']) {
+      expect(existsSync(join(runDir, 'model', file)), file).toBe(true);
+    }
+    const metrics = readFileSync(join(runDir, 'metrics.jsonl'), 'utf8').trim().split('\n');
+    expect(metrics).toHaveLength(5); // 3 train + 2 eval records
+    expect(existsSync(join(runDir, 'data-cache', 'manifest.json'))).toBe(true);
+  });
+
+  it('resumes with more steps', () => {
+    const result = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN, '--steps', '4', '--resume']);
+    expect(result.stderr).not.toContain('internal error');
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('resuming after step 3');
+    expect(result.stdout).toContain('reusing token cache');
+    expect(result.stdout).toMatch(/^step 4\/4 \| /m);
+    expect(result.stdout).not.toMatch(/^step 3\/4 /m);
+    const state = JSON.parse(readFileSync(join(runDir, 'model', 'trainer-state.json'), 'utf8')) as { step: number };
+    expect(state.step).toBe(4);
+  });
+
+  it('rejects a second run into the same folder', () => {
+    const result = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN]);
+    expectUserError(result, 'already has a checkpoint', '--resume');
+  });
+});
+
+describe('rwkvify generate', () => {
+  it('streams generated text', () => {
+    const args = ['generate', '--model', runDir, '--prompt', 'The cat', '--max-tokens', '6', '--seed', '3', '--top-k', '50'];
+    const first = runCli(args);
+    expect(first.stderr).not.toContain('internal error');
+    expect(first.status).toBe(0);
+    expect(first.stdout.length).toBeGreaterThan(1);
+    expect(first.stdout.endsWith('\n')).toBe(true);
+  });
+});
+
+describe('rwkvify pretrain with rwkv7', () => {
+  it('trains and writes an RWKV-7 folder', () => {
+    const out = join(root, 'rwkv7-run');
+    const trained = runCli(['pretrain', '--data', corpus, '--out', out, ...TINY_RUN, '--arch', 'rwkv7', '--steps', '2']);
+    expect(trained.stderr).not.toContain('internal error');
+    expect(trained.status).toBe(0);
+    expect(trained.stdout).toMatch(/arch +rwkv7 \(preset tiny, [\d,]+ parameters\)/);
+    expect(trained.stdout).toMatch(/^step 2\/2 \| loss /m);
+    const config = JSON.parse(readFileSync(join(out, 'model', 'config.json'), 'utf8')) as { model_type: string };
+    expect(config.model_type).toBe('rwkv7');
+    expect(existsSync(join(out, 'model', 'vocab.json'))).toBe(true);
+  });
+});

@@ -1,0 +1,131 @@
+// End to end through the command line: convert → distill --quick (all stages) → eval, on a tiny
+// teacher saved with saveGpt2Folder, plus the exit codes of bad input and of a diverging run.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Command } from 'commander';
+import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { registerDistillCommands } from '../src/cli/commands/distill.js';
+import { reportError } from '../src/cli/program.js';
+import type { EvalReport } from '../src/distill/eval.js';
+import { Gpt2Model, saveGpt2Folder, type Gpt2Config } from '../src/models/gpt2/index.js';
+import { loadStudentFolder, saveStudentFolder } from '../src/models/student/index.js';
+import { Rng } from '../src/tensor/random.js';
+import { BYTE_TO_CHAR } from '../src/tokenizer/byte-unicode.js';
+import { END_OF_TEXT, Gpt2Tokenizer } from '../src/tokenizer/index.js';
+
+const TINY: Gpt2Config = { nEmbd: 32, nLayer: 2, nHead: 2, nPositions: 32, vocabSize: 257, layerNormEpsilon: 1e-5, nInner: 64, activation: 'gelu_new' };
+
+function byteTokenizer(): Gpt2Tokenizer {
+  const vocab = new Map<string, number>(BYTE_TO_CHAR.map((char, id) => [char, id]));
+  vocab.set(END_OF_TEXT, 256);
+  return Gpt2Tokenizer.fromVocabulary({ vocab, merges: [] }, 'byte-level test vocabulary');
+}
+
+/** Runs one rwkvify command line and returns its exit code and stdout lines. */
+async function rwkvify(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  let code = 0;
+  const out: string[] = [];
+  const err: string[] = [];
+  const log = vi.spyOn(console, 'log').mockImplementation((...items: unknown[]) => void out.push(items.join(' ')));
+  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => out.push(String(chunk)) > 0);
+  const writeErr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
+  try {
+    const program = new Command().exitOverride();
+    registerDistillCommands(program, (c) => {
+      code = c;
+    });
+    await program.parseAsync(['node', 'rwkvify', ...args]);
+  } catch (error) {
+    code = reportError(error);
+  } finally {
+    log.mockRestore();
+    write.mockRestore();
+    writeErr.mockRestore();
+  }
+  return { code, stdout: out.join('\n'), stderr: err.join('') };
+}
+
+let root = '';
+let teacherDir = '';
+let dataPath = '';
+
+beforeAll(() => {
+  root = mkdtempSync(join(tmpdir(), 'rwkvify-distill-cli-'));
+  teacherDir = join(root, 'teacher');
+  const teacher = new Gpt2Model(TINY, { rng: new Rng(4) });
+  saveGpt2Folder(teacher, teacherDir, { tokenizer: byteTokenizer() });
+  const rng = new Rng(11);
+  const words = ['river', 'stone', 'light', 'over', 'under', 'the', 'a', 'quiet', 'morning', 'falls'];
+  const documents = Array.from({ length: 40 }, () => Array.from({ length: 25 }, () => words[rng.int(words.length)]).join(' ') + '.');
+  dataPath = join(root, 'corpus.txt');
+  writeFileSync(dataPath, documents.join(END_OF_TEXT));
+});
+afterAll(() => rmSync(root, { recursive: true, force: true }));
+
+describe('rwkvify convert, distill, eval', () => {
+  test('full pipeline on a tiny teacher', async () => {
+    const studentDir = join(root, 'student');
+    const converted = await rwkvify(['convert', '--teacher', teacherDir, '--out', studentDir, '--positions', 'clamp']);
+    expect(converted.code).toBe(0);
+    expect(existsSync(join(studentDir, 'model.safetensors'))).toBe(true);
+    expect(existsSync(join(studentDir, 'vocab.json'))).toBe(true);
+
+    const run = join(root, 'run');
+    const distilled = await rwkvify(['distill', '--teacher', teacherDir, '--student', studentDir, '--data', dataPath, '--out', run, '--stages', '1,2,3', '--quick', '--log-every', '1']);
+    expect(distilled.stderr).not.toMatch(/error/);
+    expect(distilled.code).toBe(0);
+    expect(distilled.stdout).toMatch(/stage 1 \| step 3\/3 \| align /);
+    expect(distilled.stdout).toMatch(/stage 2 \| step 3\/3 \| kl /);
+    expect(distilled.stdout).toMatch(/stage 3 \| step 3\/3 \| loss /);
+    expect(distilled.stdout).toMatch(/3 steps × 2 sequences × 32 tokens/);
+    expect(existsSync(join(run, 'student', 'config.json'))).toBe(true);
+    expect(loadStudentFolder(join(run, 'student')).config.positions).toBe('clamp');
+
+    const reportDir = join(root, 'report');
+    const evaluated = await rwkvify([
+      'eval', '--teacher', teacherDir, '--student', join(run, 'student'), '--baseline', teacherDir, '--data', dataPath, '--out', reportDir,
+      '--seq-len', '16', '--contexts', '8,40', '--timing-tokens', '2', '--sample-tokens', '4', '--max-tokens', '400',
+    ]);
+    expect(evaluated.stderr).not.toMatch(/error/);
+    expect(evaluated.code).toBe(0);
+    expect(evaluated.stdout).toMatch(/student perplexity/);
+    const report = JSON.parse(readFileSync(join(reportDir, 'report.json'), 'utf8')) as EvalReport;
+    expect(report.perplexity.map((row) => row.name)).toEqual(['teacher', 'student', 'baseline']);
+    expect(report.perplexity[2].perplexity).toBeCloseTo(report.perplexity[0].perplexity, 4);
+    expect(report.meanKl).toBeGreaterThan(0);
+    expect(report.top1Agreement).toBeGreaterThanOrEqual(0);
+    expect(report.stages.map((s) => s.stage)).toEqual([1, 2, 3]);
+    const clamp = report.beyondLimit.rows.find((row) => row.positions === 'clamp');
+    expect(clamp?.beyondPerplexity).toBeGreaterThan(1);
+    expect(report.beyondLimit.rows.find((row) => row.positions === 'keep')?.beyondPerplexity).toBeNull();
+    expect(report.timing.map((t) => t.teacherMs === null)).toEqual([false, true]);
+    expect(report.samples).toHaveLength(2);
+    const html = readFileSync(join(reportDir, 'report.html'), 'utf8');
+    expect(html).toMatch(/<svg/);
+    expect(html).not.toMatch(/<script|src="http/);
+  });
+
+  test('missing teacher exits with code 2', async () => {
+    const result = await rwkvify(['convert', '--teacher', join(root, 'nowhere'), '--out', join(root, 'x')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/does not exist/);
+  });
+
+  test('a GPT-2 folder as student exits with code 2', async () => {
+    const result = await rwkvify(['distill', '--teacher', teacherDir, '--student', teacherDir, '--data', dataPath, '--out', join(root, 'bad'), '--quick']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/rwkv7-student/);
+  });
+
+  test('diverging loss exits with code 2 naming stage and step', async () => {
+    const studentDir = join(root, 'student-nan');
+    expect((await rwkvify(['convert', '--teacher', teacherDir, '--out', studentDir])).code).toBe(0);
+    const student = loadStudentFolder(studentDir);
+    student.blocks[0].att.output.weight.data.fill(1e30);
+    saveStudentFolder(student, studentDir);
+    const result = await rwkvify(['distill', '--teacher', teacherDir, '--student', studentDir, '--data', dataPath, '--out', join(root, 'nan-run'), '--quick']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/stage 1: training stopped at step 1: the loss is (NaN|Infinity)/);
+  });
+});
