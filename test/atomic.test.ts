@@ -6,7 +6,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 
 import { AtomicWriteError, nodeFileSystem, writeFileAtomic, type AtomicFileSystem } from '../src/io/atomic.js';
 
-/** An errno-style error as Node's fs functions throw them. */
+/** Builds an errno-style error like the ones Node's fs functions throw. */
 function errnoError(code: string, message: string): NodeJS.ErrnoException {
   const error: NodeJS.ErrnoException = new Error(`${code}: ${message}`);
   error.code = code;
@@ -142,7 +142,7 @@ describe('writeFileAtomic', () => {
   });
 
   it('succeeds when the folder cannot be fsynced', () => {
-    // Windows and some file systems reject fsync on a folder; the write must still succeed.
+    // Windows and some file systems reject fsync on a folder, and the write must still succeed.
     const noFolderSync: AtomicFileSystem = {
       ...nodeFileSystem,
       openSync: (path, flags, mode) => {

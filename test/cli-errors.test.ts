@@ -9,6 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
 import { Rng } from '../src/tensor/index.js';
+import { InputError } from '../src/data/input-error.js';
+import { reportError } from '../src/cli/program.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(REPO_ROOT, 'bin', 'rwkvify.js');
@@ -114,6 +116,21 @@ describe('rwkvify errors', () => {
     expectUserError(runCli(['generate', '--model', runDir, '--prompt', 'x', '--top-p', '1.5']), '(0, 1]');
     expectUserError(runCli(['logits', '--model', runDir, '--ids', '1,x']), 'item 2');
     expectUserError(runCli(['logits', '--model', runDir, '--ids', '99999']), 'outside the vocabulary');
+    expectUserError(runCli(['--backend', 'quantum', 'tokenize', 'hi']), 'quantum', 'wasm');
+  });
+
+  it('exits 2 on a corrupt model file', () => {
+    const broken = join(root, 'broken-model');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'config.json'), readFileSync(join(runDir, 'config.json')));
+    writeFileSync(join(broken, 'model.safetensors'), 'not a safetensors file');
+    expectUserError(runCli(['logits', '--model', broken, '--ids', '1']), 'cannot load the gpt2 model', 'model.safetensors');
+  });
+
+  it('exits 2 when --out is a file', () => {
+    const file = join(root, 'out-file');
+    writeFileSync(file, 'x');
+    expectUserError(runCli(['pretrain', '--arch', 'gpt2', '--data', corpus, '--out', file]), 'cannot create the --out folder');
   });
 
   it('exits 2 on a non-UTF-8 corpus', () => {
@@ -134,15 +151,66 @@ describe('rwkvify errors', () => {
 });
 
 describe('rwkvify pretrain interrupt', () => {
-  it('saves a checkpoint on Ctrl-C', async () => {
+  it('resumes after Ctrl-C bitwise', async () => {
+    const args = ['pretrain', '--data', corpus, ...TINY_RUN, '--steps', '4', '--eval-every', '2'];
+    const straightDir = join(root, 'straight');
+    const straight = runCli([...args, '--out', straightDir]);
+    expect(straight.status).toBe(0);
+
     const out = join(root, 'interrupted');
-    const result = await interruptCli(['pretrain', '--data', corpus, '--out', out, ...TINY_RUN, '--steps', '500'], /^step 1\/500/m);
-    expect(result.stderr).not.toContain('internal error');
-    expect(result.status).toBe(130);
-    expect(result.stderr).toContain('saving a checkpoint');
-    expect(result.stdout).toMatch(/interrupted after step \d+/);
+    const interrupted = await interruptCli([...args, '--out', out], /^step 1\/4/m);
+    expect(interrupted.stderr).not.toContain('internal error');
+    expect(interrupted.status).toBe(130);
+    expect(interrupted.stderr).toContain('saving a checkpoint');
+    expect(interrupted.stdout).toMatch(/interrupted after step \d+/);
     const state = JSON.parse(readFileSync(join(out, 'model', 'trainer-state.json'), 'utf8')) as { step: number };
     expect(state.step).toBeGreaterThanOrEqual(1);
-    expect(state.step).toBeLessThan(500);
+    expect(state.step).toBeLessThan(4);
+
+    const resumed = runCli([...args, '--out', out, '--resume']);
+    expect(resumed.stderr).not.toContain('internal error');
+    expect(resumed.status).toBe(0);
+    expect(resumed.stdout).toContain(`resuming after step ${state.step}`);
+
+    // Wherever the run stopped, the metrics equal the uninterrupted run's bit for bit.
+    type Metric = { kind: string; step: number; loss?: number; valLoss?: number };
+    const read = (dir: string): Metric[] =>
+      readFileSync(join(dir, 'metrics.jsonl'), 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => JSON.parse(line) as Metric);
+    const values = (metrics: Metric[]): Array<[string, number, number | undefined]> => metrics.map((m) => [m.kind, m.step, m.loss ?? m.valLoss]);
+    expect(values(read(out))).toEqual(values(read(straightDir)));
+  });
+});
+
+describe('error reporting', () => {
+  /** Calls reportError with stderr captured. */
+  function report(error: unknown): { code: number; stderr: string } {
+    const chunks: string[] = [];
+    const original = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array) => {
+      chunks.push(String(chunk));
+      return true;
+    }) as typeof process.stderr.write;
+    try {
+      return { code: reportError(error), stderr: chunks.join('') };
+    } finally {
+      process.stderr.write = original;
+    }
+  }
+
+  it('prints user errors without a stack', () => {
+    const { code, stderr } = report(new InputError('model folder "x" does not exist'));
+    expect(code).toBe(2);
+    expect(stderr).toBe('error: model folder "x" does not exist\n');
+  });
+
+  it('prints bugs with their stack', () => {
+    const { code, stderr } = report(new TypeError('cannot read properties of undefined'));
+    expect(code).toBe(1);
+    expect(stderr).toContain('internal error');
+    expect(stderr).toContain('TypeError: cannot read properties of undefined');
+    expect(stderr).toMatch(/^\s+at /m);
   });
 });

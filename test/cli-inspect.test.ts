@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
 import { Rwkv7Model, saveRwkv7Safetensors } from '../src/models/rwkv7/index.js';
+import { convertTeacher, saveStudentFolder } from '../src/models/student/index.js';
 import { Rng } from '../src/tensor/index.js';
 import { Gpt2Tokenizer } from '../src/tokenizer/index.js';
 
@@ -35,12 +36,17 @@ let root: string;
 let runDir: string;
 /** The same for a tiny RWKV-7. */
 let rwkvDir: string;
+/** The same for a student converted from the GPT-2 (model_type "rwkv7-student"). */
+let studentDir: string;
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'rwkvify-cli-inspect-'));
   runDir = join(root, 'model');
   const tokenizer = Gpt2Tokenizer.bundled();
-  saveGpt2Folder(new Gpt2Model({ ...GPT2_PRESETS.tiny }, { rng: new Rng(1) }), runDir, { tokenizer });
+  const teacher = new Gpt2Model({ ...GPT2_PRESETS.tiny }, { rng: new Rng(1) });
+  saveGpt2Folder(teacher, runDir, { tokenizer });
+  studentDir = join(root, 'student');
+  saveStudentFolder(convertTeacher(teacher), studentDir, { tokenizer });
   rwkvDir = join(root, 'rwkv7');
   mkdirSync(rwkvDir);
   saveRwkv7Safetensors(new Rwkv7Model({ nEmbd: 32, nLayer: 2, headSize: 16, vocabSize: 50257 }, { seed: 1 }), join(rwkvDir, 'model.safetensors'));
@@ -124,6 +130,19 @@ describe('rwkvify with an RWKV-7 folder', () => {
     const sequence = JSON.parse(runCli(args).stdout) as Output;
     const rnn = JSON.parse(runCli([...args, '--mode', 'rnn']).stdout) as Output;
     expect(sequence.arch).toBe('rwkv7');
+    expect(sequence.lastLogits).toHaveLength(50257);
+    const maxDiff = Math.max(...rnn.lastLogits.map((v, i) => Math.abs(v - sequence.lastLogits[i])));
+    expect(maxDiff).toBeLessThan(1e-4);
+  });
+});
+
+describe('rwkvify with a student folder', () => {
+  it('matches logits across modes', () => {
+    type Output = { arch: string; lastLogits: number[] };
+    const args = ['logits', '--model', studentDir, '--ids', '464,3797,3332', '--json'];
+    const sequence = JSON.parse(runCli(args).stdout) as Output;
+    const rnn = JSON.parse(runCli([...args, '--mode', 'rnn']).stdout) as Output;
+    expect(sequence.arch).toBe('rwkv7-student');
     expect(sequence.lastLogits).toHaveLength(50257);
     const maxDiff = Math.max(...rnn.lastLogits.map((v, i) => Math.abs(v - sequence.lastLogits[i])));
     expect(maxDiff).toBeLessThan(1e-4);

@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
-import { noGrad } from '../src/autograd/index.js';
+import { gradcheck, noGrad } from '../src/autograd/index.js';
 import { InputError } from '../src/data/input-error.js';
 import { alignmentLoss, layerAveragedAlignment, logitDistillationLoss } from '../src/distill/losses.js';
 import { AlignmentObjective, LogitObjective, type StageObjective } from '../src/distill/objectives.js';
@@ -84,6 +84,15 @@ describe('alignment loss', () => {
     expect(loss.item()).toBeLessThan(1e-5);
     loss.backward();
     expect(student.grad!.data.every((g) => g === 0)).toBe(true);
+  });
+
+  test('gradient matches finite differences', () => {
+    const rng = new Rng(3);
+    const values = (): number[][] => Array.from({ length: 3 }, () => Array.from({ length: 4 }, () => rng.normal()));
+    const teacher = tensor(values(), { dtype: 'float64' });
+    const student = tensor(values(), { dtype: 'float64' }).requireGrad();
+    const result = gradcheck((s) => alignmentLoss(teacher, s), [student]);
+    expect(result.ok).toBe(true);
   });
 
   test('layers weigh equally', () => {
@@ -240,6 +249,7 @@ describe('distill run', () => {
     expect(trainLosses(first, 1)).toHaveLength(6);
     expect(logged.some((line) => /^stage 2 \| step 3\/6 \| kl \d+\.\d+ \| lr /.test(line))).toBe(true);
     expect(logged.some((line) => /^stage 1 \| step 1\/6 \| align /.test(line))).toBe(true);
+    expect(logged.some((line) => /^stage 2 \| eval step 6 \| val kl \d+\.\d+$/.test(line))).toBe(true);
 
     // Stop in the middle of stage 2 (after 6 + 3 steps), then resume.
     let polls = 0;

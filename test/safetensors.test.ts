@@ -538,6 +538,11 @@ describe('__metadata__ edge cases', () => {
     expectRejected(() => parseSafetensors(buildFile(header, 4)), '"__metadata__" value of key "shape" must be a string');
   });
 
+  it('rejects a repeated __metadata__ key', () => {
+    const header = '{"__metadata__":{"a":"1"},"__metadata__":{"b":"2"}}';
+    expectRejected(() => parseSafetensors(buildFile(header)), 'header lists "__metadata__" more than once');
+  });
+
   it('rejects a duplicate metadata key', () => {
     const header = '{"__metadata__":{"a":"1","a":"2"}}';
     expectRejected(() => parseSafetensors(buildFile(header)), '"__metadata__" lists key "a" more than once');

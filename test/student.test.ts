@@ -14,7 +14,7 @@ import type { Tensor } from '../src/tensor/tensor.js';
 
 const TINY: Gpt2Config = { nEmbd: 32, nLayer: 2, nHead: 2, nPositions: 16, vocabSize: 64, layerNormEpsilon: 1e-5, nInner: 128, activation: 'gelu_new' };
 
-/** A teacher with N(0, 0.2²) weights and biases, so every copied tensor matters. */
+/** Builds a teacher with N(0, 0.2²) weights and biases, so every copied tensor matters. */
 function randomTeacher(seed = 1): Gpt2Model {
   const model = new Gpt2Model(TINY, 'zeros');
   const rng = new Rng(seed);
@@ -127,6 +127,21 @@ describe('recurrent mode', () => {
       state = step.state;
       expect(maxAbsDifference(step.logits.data, sequence.subarray(t * V, (t + 1) * V))).toBeLessThan(2e-5);
     }
+  });
+
+  test('step leaves its input state unchanged', () => {
+    const student = convertTeacher(randomTeacher());
+    perturbTimeMix(student);
+    const first = student.step(ids[0]);
+    const before = first.state.layers.map((layer) => [Float32Array.from(layer.xPrev.data), Float32Array.from(layer.wkv.data)]);
+    const a = student.step(ids[1], first.state).logits.data;
+    const b = student.step(ids[1], first.state).logits.data;
+    expect(maxAbsDifference(a, b)).toBe(0);
+    first.state.layers.forEach((layer, i) => {
+      expect(maxAbsDifference(layer.xPrev.data, before[i][0])).toBe(0);
+      expect(maxAbsDifference(layer.wkv.data, before[i][1])).toBe(0);
+    });
+    expect(first.state.position).toBe(1);
   });
 
   test('chunked sequence mode equals one pass', () => {

@@ -102,11 +102,10 @@ describe('trainer', () => {
     const splitTrain = records(split, 'train');
     expect(splitTrain.map((r) => r.step)).toEqual([1, 2, 3, 4, 5, 6]);
     splitTrain.forEach((r, i) => {
-      expect(r.kind === 'train' && straightTrain[i].kind === 'train').toBe(true);
-      if (r.kind === 'train' && straightTrain[i].kind === 'train') {
-        expect(Object.is(r.loss, straightTrain[i].loss), `loss of step ${r.step}`).toBe(true);
-        expect(Object.is(r.lr, straightTrain[i].lr), `lr of step ${r.step}`).toBe(true);
-      }
+      const reference = straightTrain[i];
+      if (r.kind !== 'train' || reference.kind !== 'train') throw new Error(`expected train records at index ${i}`);
+      expect(Object.is(r.loss, reference.loss), `loss of step ${r.step}`).toBe(true);
+      expect(Object.is(r.lr, reference.lr), `lr of step ${r.step}`).toBe(true);
     });
     const straightEval = records(straight, 'eval').map((r) => (r.kind === 'eval' ? r.valLoss : NaN));
     const splitEval = records(split, 'eval').map((r) => (r.kind === 'eval' ? r.valLoss : NaN));
@@ -147,11 +146,12 @@ describe('trainer', () => {
     const model = freshModel();
     const outDir = join(root, 'learn');
     await run({ outDir, model, settings: settings({ steps: 40, evalEvery: 40, lr: 1e-2, minLr: 1e-3 }) }, model);
-    const evals = records(outDir, 'eval');
-    const first = records(outDir, 'train')[0];
+    const [evaluation] = records(outDir, 'eval');
+    const [first] = records(outDir, 'train');
+    if (first.kind !== 'train' || evaluation.kind !== 'eval') throw new Error('expected one train and one eval record');
     // ln(64) ≈ 4.16 is chance level; 40 steps on counting data get clearly below it.
-    expect(first.kind === 'train' && first.loss).toBeGreaterThan(3.9);
-    expect(evals[0].kind === 'eval' && evals[0].valLoss).toBeLessThan(3.9);
+    expect(first.loss).toBeGreaterThan(3.9);
+    expect(evaluation.valLoss).toBeLessThan(3.9);
   });
 
   it('stops on NaN and keeps the checkpoint', async () => {
@@ -242,7 +242,7 @@ describe('log formats', () => {
 });
 
 describe('progress display', () => {
-  /** A fake stream and clock: 2 s per step. */
+  /** Builds a progress display on a fake stream and a fake clock that `tick` advances by 2 s. */
   function setup(isTTY: boolean): { progress: Progress; output: string[]; tick: () => void } {
     const output: string[] = [];
     let time = 0;

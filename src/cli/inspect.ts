@@ -104,6 +104,23 @@ interface RankedToken {
   logit: number;
 }
 
+/**
+ * Returns the indices of the k largest values of row `offset` (ties: lower index first) by
+ * insertion into a sorted list of k, which costs O(V·k) instead of sorting all V entries.
+ */
+function topIndices(values: ArrayLike<number>, offset: number, V: number, k: number): number[] {
+  const top: number[] = [];
+  for (let v = 0; v < V; v++) {
+    const value = values[offset + v];
+    if (top.length === k && value <= values[offset + top[k - 1]]) continue;
+    let position = top.length;
+    while (position > 0 && value > values[offset + top[position - 1]]) position--;
+    top.splice(position, 0, v);
+    if (top.length > k) top.pop();
+  }
+  return top;
+}
+
 /** Returns the k most probable next tokens of one row of logits, with softmax probabilities. */
 function topTokens(logits: ArrayLike<number>, offset: number, V: number, k: number, tokenizer: Gpt2Tokenizer): RankedToken[] {
   let max = -Infinity;
@@ -111,8 +128,7 @@ function topTokens(logits: ArrayLike<number>, offset: number, V: number, k: numb
   let sum = 0;
   for (let v = 0; v < V; v++) sum += Math.exp(logits[offset + v] - max);
 
-  const order = Array.from({ length: V }, (_, v) => v).sort((a, b) => logits[offset + b] - logits[offset + a] || a - b);
-  return order.slice(0, k).map((id) => ({
+  return topIndices(logits, offset, V, k).map((id) => ({
     id,
     token: tokenizer.tokenStrings([id])[0],
     probability: Math.exp(logits[offset + id] - max) / sum,

@@ -13,15 +13,21 @@ import { Gpt2Tokenizer } from '../tokenizer/index.js';
 import { HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES } from '../tokenizer/vocab-files.js';
 import type { TrainableModel } from '../train/trainer.js';
 import { createRwkv7, loadRwkv7, RWKV7_PRESETS, type Rwkv7PresetName } from './rwkv7-adapter.js';
+import { loadStudent } from './student-adapter.js';
 
+/** Architectures `rwkvify pretrain` can build from a preset. */
 export const ARCHITECTURES = ['gpt2', 'rwkv7'] as const;
 export type Architecture = (typeof ARCHITECTURES)[number];
 
+/** config.json model_type values that generate, tokenize and logits can load. */
+export const MODEL_TYPES = [...ARCHITECTURES, 'rwkv7-student'] as const;
+export type ModelType = (typeof MODEL_TYPES)[number];
+
 /** A language model as the commands use it: trainable, savable, and able to produce logits. */
 export interface LanguageModel extends TrainableModel {
-  readonly arch: Architecture;
+  readonly arch: ModelType;
   readonly vocabSize: number;
-  /** Longest sequence one forward pass accepts: n_positions for GPT-2, Infinity for RWKV-7. */
+  /** Maximum sequence length of one forward pass: n_positions for GPT-2, Infinity for RWKV-7. */
   readonly maxSequenceLength: number;
   /** The configuration as written to config.json. */
   readonly configJson: Record<string, unknown>;
@@ -114,7 +120,7 @@ export interface LoadedModel {
   dir: string;
   model: LanguageModel;
   tokenizer: Gpt2Tokenizer;
-  /** Where the tokenizer came from: the folder's own files, or the bundled GPT-2 files. */
+  /** Source of the tokenizer: the folder's own files, or the bundled GPT-2 files. */
   tokenizerSource: 'folder' | 'bundled';
 }
 
@@ -131,8 +137,8 @@ export function resolveModelFolder(dir: string): string {
   throw new InputError(`model folder "${dir}" has no config.json; pass a folder written by rwkvify or a Hugging Face model folder`);
 }
 
-/** Reads config.json's model_type and checks that it is an architecture rwkvify implements. */
-export function detectArchitecture(dir: string): Architecture {
+/** Reads config.json's model_type and checks that it is a model type rwkvify implements. */
+export function detectArchitecture(dir: string): ModelType {
   const path = join(dir, 'config.json');
   let config: unknown;
   try {
@@ -142,13 +148,13 @@ export function detectArchitecture(dir: string): Architecture {
     throw new InputError(`cannot read "${path}": ${reason}`);
   }
   const modelType = typeof config === 'object' && config !== null ? (config as Record<string, unknown>).model_type : undefined;
-  if (typeof modelType !== 'string' || !(ARCHITECTURES as readonly string[]).includes(modelType)) {
-    throw new InputError(`"${path}" has model_type ${JSON.stringify(modelType)}; supported model types: ${ARCHITECTURES.join(', ')}`);
+  if (typeof modelType !== 'string' || !(MODEL_TYPES as readonly string[]).includes(modelType)) {
+    throw new InputError(`"${path}" has model_type ${JSON.stringify(modelType)}; supported model types: ${MODEL_TYPES.join(', ')}`);
   }
-  return modelType as Architecture;
+  return modelType as ModelType;
 }
 
-/** True when `dir` holds a tokenizer in either file layout (vocab.json + merges.txt or encoder.json + vocab.bpe). */
+/** Returns true when `dir` contains tokenizer files in either layout (vocab.json + merges.txt or encoder.json + vocab.bpe). */
 export function hasTokenizerFiles(dir: string): boolean {
   return [HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES].some((names) => existsSync(join(dir, names.vocab)) || existsSync(join(dir, names.merges)));
 }
@@ -167,13 +173,24 @@ export function loadTokenizer(dir: string | undefined): { tokenizer: Gpt2Tokeniz
   }
 }
 
+function loadModel(modelType: ModelType, dir: string): LanguageModel {
+  switch (modelType) {
+    case 'gpt2':
+      return new Gpt2LanguageModel(loadGpt2Folder(dir));
+    case 'rwkv7':
+      return loadRwkv7(dir);
+    case 'rwkv7-student':
+      return loadStudent(dir);
+  }
+}
+
 /** Loads the model and tokenizer of a folder; invalid files become InputErrors naming the folder. */
 export function loadModelFolder(given: string): LoadedModel {
   const dir = resolveModelFolder(given);
   const arch = detectArchitecture(dir);
   let model: LanguageModel;
   try {
-    model = arch === 'gpt2' ? new Gpt2LanguageModel(loadGpt2Folder(dir)) : loadRwkv7(dir);
+    model = loadModel(arch, dir);
   } catch (error) {
     if (error instanceof InputError) throw error;
     const reason = error instanceof Error ? error.message : String(error);

@@ -6,6 +6,7 @@ import { resolve } from 'node:path';
 import { formatBytes } from '../data/corpus.js';
 import { BatchSampler, heldOutBatches, loadTokenCorpus, splitHeldOut, type DataSplit, type TokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
+import { describeBackendChoice } from '../kernels/index.js';
 import type { ScheduleKind } from '../optim/index.js';
 import { Gpt2Tokenizer } from '../tokenizer/index.js';
 import { findCheckpoint, readTrainerState, type TrainerState } from '../train/checkpoint.js';
@@ -139,9 +140,10 @@ function printSettings(options: PretrainOptions, preset: string, settings: Train
     ['learning rate', `${s.lr.toExponential(1)} → ${s.minLr.toExponential(1)} (${s.schedule}), warm-up ${countSteps(s.warmup)}`],
     ['AdamW', `betas (${s.betas.join(', ')}), weight decay ${s.weightDecay} on 2-D weights, grad clip ${s.gradClip === 0 ? 'off' : s.gradClip}`],
     ['log', `every ${countSteps(s.logEvery)}`],
-    ['evaluation', `${s.evalEvery === 0 ? 'at the end' : `every ${countSteps(s.evalEvery)}`}, at most ${s.evalBatches} held-out batches`],
+    ['evaluation', `${s.evalEvery === 0 ? 'at the end' : `every ${countSteps(s.evalEvery)}`}, on at most ${s.evalBatches} held-out batch(es)`],
     ['checkpoints', s.saveEvery === 0 ? 'at the end' : `every ${countSteps(s.saveEvery)} and at the end`],
     ['seed', String(s.seed)],
+    ['backend', describeBackendChoice().replace(/^backend: /, '')],
     ['held-out fraction', String(s.valFraction)],
   ]);
 }
@@ -149,10 +151,19 @@ function printSettings(options: PretrainOptions, preset: string, settings: Train
 // ---------------------------------------------------------------------------------------------------
 // Command
 
+function createOutputFolder(outDir: string): void {
+  try {
+    mkdirSync(outDir, { recursive: true });
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`cannot create the --out folder "${outDir}": ${reason}`);
+  }
+}
+
 /** Runs `rwkvify pretrain`; returns the exit code. `explicit` names the options given on the command line. */
 export async function runPretrain(options: PretrainOptions, explicit: ReadonlySet<string>): Promise<number> {
   const outDir = resolve(options.out);
-  mkdirSync(outDir, { recursive: true });
+  createOutputFolder(outDir);
   const existing = findCheckpoint(outDir);
 
   let model: LanguageModel;
@@ -241,7 +252,7 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
       outDir,
       saveModel: (dir) => model.save(dir, tokenizer),
       modelInfo: { arch: model.arch, config: model.configJson },
-      args: { ...options, preset, corpusTokens: corpus.tokens.length },
+      args: { ...options, preset, corpusTokens: corpus.tokens.length, backend: describeBackendChoice() },
       resumeFrom,
       stopRequested: () => stopRequested,
     });

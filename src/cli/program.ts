@@ -1,13 +1,20 @@
-// The `rwkvify` command line: commands, options and error reporting. Exit codes: 0 success; 1 a bug (printed with its stack); 2 a user
-// mistake such as a bad path, option value or input file, or a training run that diverged
-// (printed as `error: <message>`); 130 a training run stopped with Ctrl-C after saving.
+// The `rwkvify` command line: commands, options and error reporting.
+//
+// Exit codes:
+//   0    success
+//   1    a bug, printed with its stack
+//   2    a user mistake (bad path, option value or input file) or a diverged training run,
+//        printed as `error: <message>`
+//   130  a training run stopped with Ctrl-C after saving its checkpoint
 
 import { Command, CommanderError, Option } from 'commander';
 
 import { DEFAULT_EXTENSIONS } from '../data/corpus.js';
 import { InputError } from '../data/input-error.js';
+import { BACKEND_NAMES, BackendUnavailableError, backendChoice, setBackend } from '../kernels/index.js';
 import { DEFAULT_SETTINGS } from '../train/settings.js';
 import { TrainingDivergedError } from '../train/trainer.js';
+import { registerDistillCommands } from './commands/distill.js';
 import { extensionList, integerAtLeast, numberInRange, positiveNumberUpTo, tokenIdList } from './options.js';
 import { runGenerate, runLogits, runTokenize, type GenerateCommandOptions, type LogitsCommandOptions, type TokenizeCommandOptions } from './inspect.js';
 import { ARCHITECTURES, PRESETS } from './model-folder.js';
@@ -95,18 +102,42 @@ function addLogitsCommand(program: Command, setExitCode: ExitCodeSink): void {
     .action((options: LogitsCommandOptions) => setExitCode(runLogits(options)));
 }
 
+/** Backends that run the engine's synchronous kernels (webgpu is asynchronous and not offered). */
+const CLI_BACKENDS = [...BACKEND_NAMES.filter((name) => name !== 'webgpu'), 'auto'];
+
+/**
+ * Applies --backend (or checks RWKVIFY_BACKEND when it is absent) before a command runs, so an
+ * unknown or unavailable backend is a user error reported up front.
+ */
+function applyBackendOption(program: Command): void {
+  const requested = program.opts<{ backend?: string }>().backend;
+  try {
+    if (requested === undefined) backendChoice();
+    else setBackend(requested);
+  } catch (error) {
+    if (error instanceof BackendUnavailableError || (error instanceof Error && error.message.startsWith('backend:'))) {
+      const source = requested === undefined ? 'RWKVIFY_BACKEND' : `--backend ${requested}`;
+      throw new InputError(`${source}: ${error.message.replace(/^backend: /, '')}`);
+    }
+    throw error;
+  }
+}
+
 /** Builds the command-line program; the commands report their exit code through `setExitCode`. */
 export function buildProgram(setExitCode: ExitCodeSink): Command {
   const program = new Command();
   program
     .name('rwkvify')
-    .description('train, inspect and run GPT-2 and RWKV-7 language models in TypeScript')
+    .description('train GPT-2 and RWKV-7 language models, convert a GPT-2 into an RWKV-7 by distillation, and inspect them')
     .exitOverride()
-    .showHelpAfterError('(add --help for the options)');
+    .showHelpAfterError('(add --help for the options)')
+    .addOption(new Option('--backend <name>', 'compute backend of the matmul and WKV kernels (default: $RWKVIFY_BACKEND, else auto)').choices(CLI_BACKENDS))
+    .hook('preAction', () => applyBackendOption(program));
   addPretrainCommand(program, setExitCode);
   addGenerateCommand(program, setExitCode);
   addTokenizeCommand(program, setExitCode);
   addLogitsCommand(program, setExitCode);
+  registerDistillCommands(program, setExitCode);
   return program;
 }
 

@@ -74,7 +74,7 @@ class Rwkv7LanguageModel implements LanguageModel {
 
 /**
  * Returns a NextLogits function that keeps the recurrent state of the tokens seen so far and
- * feeds only new tokens; a context that does not extend the previous one starts from zeros.
+ * feeds only new tokens. A context that does not extend the previous one starts from zeros.
  */
 function rwkv7NextLogits(model: Rwkv7Model): NextLogits {
   let state: Rwkv7State | null = null;
@@ -83,8 +83,8 @@ function rwkv7NextLogits(model: Rwkv7Model): NextLogits {
 
   return (context) => {
     if (context.length === 0) throw new RangeError('rwkv7NextLogits: the context is empty; give at least one token');
-    const extends_ = seen.length > 0 && context.length > seen.length && seen.every((id, i) => context[i] === id);
-    if (!extends_) {
+    const extendsSeen = seen.length > 0 && context.length > seen.length && seen.every((id, i) => context[i] === id);
+    if (!extendsSeen) {
       state = null;
       seen = [];
     }

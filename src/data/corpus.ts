@@ -26,14 +26,14 @@ export interface CorpusFile {
 // Listing files
 
 /**
- * Lists the corpus files under `paths`, in command-line order. A file is taken whatever its
- * extension; a folder is walked recursively in sorted name order, keeping files whose extension
- * is in `extensions` and skipping hidden entries (names starting with ".") and symbolic links to
- * folders, which could form cycles. A file reached twice is listed once.
+ * Lists the corpus files under `paths`, in command-line order. A file path is read whatever its
+ * extension. A folder is walked recursively in sorted name order, keeping files whose extension
+ * is in `extensions`. Hidden entries (names starting with ".") are skipped, and so are symbolic
+ * links to folders because they could form cycles. A file reached twice is listed once.
  */
 export function listCorpusFiles(paths: readonly string[], extensions: readonly string[] = DEFAULT_EXTENSIONS): CorpusFile[] {
   if (paths.length === 0) throw new InputError('corpus: no data paths given; pass one or more text files or folders');
-  const wanted = new Set(extensions.map((extension) => extension.toLowerCase()));
+  const accepted = new Set(extensions.map((extension) => extension.toLowerCase()));
   const files: CorpusFile[] = [];
   const seen = new Set<string>();
 
@@ -49,7 +49,7 @@ export function listCorpusFiles(paths: readonly string[], extensions: readonly s
     const stats = statOrUndefined(path);
     if (stats === undefined) throw new InputError(`corpus: data path "${given}" does not exist`);
     if (stats.isDirectory()) {
-      for (const file of walkFolder(path, wanted)) add(file);
+      for (const file of walkFolder(path, accepted)) add(file);
     } else if (stats.isFile()) {
       add(path);
     } else {
@@ -67,9 +67,14 @@ function statOrUndefined(path: string): ReturnType<typeof statSync> | undefined 
   }
 }
 
-/** Yields the files under `folder` with a wanted extension, depth first in sorted name order. */
+function compareNames(a: { name: string }, b: { name: string }): number {
+  if (a.name === b.name) return 0;
+  return a.name < b.name ? -1 : 1;
+}
+
+/** Yields the files under `folder` with an accepted extension, depth first in sorted name order. */
 function* walkFolder(folder: string, extensions: ReadonlySet<string>): Generator<string> {
-  const entries = readdirSync(folder, { withFileTypes: true }).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  const entries = readdirSync(folder, { withFileTypes: true }).sort(compareNames);
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const path = join(folder, entry.name);

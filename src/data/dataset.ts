@@ -1,6 +1,6 @@
-// Token dataset for language-model training: the corpus is tokenized once into a binary cache,
-// split into training and held-out ranges by document, and read through a seeded batch sampler
-// whose state goes into checkpoints so a resumed run draws the same batches.
+// Token dataset for language-model training. The corpus is tokenized once into a binary cache and
+// split into training and held-out ranges by document. Batches come from a seeded sampler whose
+// state goes into checkpoints, so a resumed run draws the same batches.
 //
 // Layout of the cache folder (`<out>/data-cache/`):
 //   tokens.u16 or tokens.i32   all token ids, little-endian; uint16 when every id fits (V ≤ 65536)
@@ -50,7 +50,7 @@ export interface TokenCorpus {
 export interface LoadCorpusOptions {
   /** Files and folders to read. */
   paths: readonly string[];
-  /** Folder that holds `data-cache/` (the run's output folder). */
+  /** Folder that contains `data-cache/` (the run's output folder). */
   outDir: string;
   tokenizer: Gpt2Tokenizer;
   /** Extensions read from folders; default .txt and .md. */
@@ -117,18 +117,39 @@ export function loadTokenCorpus(options: LoadCorpusOptions): TokenCorpus {
   return { ...built, files, cacheDir, reused: false };
 }
 
+/** A growable Int32Array, so a large corpus costs 4 bytes per token while it is collected. */
+class TokenBuffer {
+  private data = new Int32Array(1 << 16);
+  length = 0;
+
+  append(ids: readonly number[]): void {
+    if (this.length + ids.length > this.data.length) {
+      const grown = new Int32Array(Math.max(2 * this.data.length, this.length + ids.length));
+      grown.set(this.data.subarray(0, this.length));
+      this.data = grown;
+    }
+    this.data.set(ids, this.length);
+    this.length += ids.length;
+  }
+
+  /** Returns the tokens as uint16 when every id fits (vocabulary ≤ 65536), else as int32. */
+  finish(vocabSize: number): TokenArray {
+    const used = this.data.subarray(0, this.length);
+    return vocabSize <= 65536 ? Uint16Array.from(used) : used.slice();
+  }
+}
+
 function tokenizeFiles(files: readonly CorpusFile[], tokenizer: Gpt2Tokenizer): { tokens: TokenArray; documentStarts: number[] } {
-  const ids: number[] = [];
+  const buffer = new TokenBuffer();
   const documentStarts: number[] = [];
   for (const file of files) {
     for (const document of splitDocuments(readUtf8File(file.path))) {
-      documentStarts.push(ids.length);
-      for (const id of tokenizer.encode(document)) ids.push(id);
-      ids.push(tokenizer.eotId);
+      documentStarts.push(buffer.length);
+      buffer.append(tokenizer.encode(document));
+      buffer.append([tokenizer.eotId]);
     }
   }
-  const tokens = tokenizer.vocabSize <= 65536 ? Uint16Array.from(ids) : Int32Array.from(ids);
-  return { tokens, documentStarts };
+  return { tokens: buffer.finish(tokenizer.vocabSize), documentStarts };
 }
 
 function tokenFileName(dtype: CacheManifest['dtype']): string {
@@ -220,7 +241,7 @@ function tokensFromBytes(bytes: Uint8Array, dtype: CacheManifest['dtype']): Toke
 export interface DataSplit {
   train: { start: number; end: number };
   validation: { start: number; end: number };
-  /** How the held-out part was chosen: whole documents, or the token tail of a one-document corpus. */
+  /** Unit of the held-out part: whole documents, or the token tail of a one-document corpus. */
   unit: 'documents' | 'tokens';
   /** Number of held-out documents (0 when `unit` is 'tokens'). */
   validationDocuments: number;
@@ -279,7 +300,7 @@ function fillRow(batch: Batch, tokens: TokenArray, row: number, start: number): 
 /**
  * Draws training batches of B random windows of T + 1 tokens from a token range. The windows
  * depend only on the seed and the number of batches drawn, and the state round-trips through
- * `getState`/`setState`, so a resumed run sees the same batches as an uninterrupted one.
+ * `getState`/`setState`, so a resumed run draws the same batches as an uninterrupted one.
  */
 export class BatchSampler {
   private readonly rng: Rng;

@@ -2,7 +2,7 @@
 // bug. The command line prints their message alone and exits with code 2; any other error is a bug
 // and is printed with its stack.
 
-/** An invalid path, option value or input file; the message says what is wrong and what to do. */
+/** An invalid path, option value or input file. The message states what is wrong and what to do. */
 export class InputError extends Error {
   override readonly name = 'InputError';
 }

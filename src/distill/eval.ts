@@ -5,7 +5,7 @@
 //
 // Dims: T = tokens per window, V = vocabulary.
 import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 
 import { noGrad } from '../autograd/index.js';
 import { detectArchitecture, loadModelFolder, loadTokenizer, resolveModelFolder } from '../cli/model-folder.js';
@@ -76,7 +76,7 @@ export interface EvalReport {
   meanKl: number;
   /** Fraction of positions where teacher and student have the same most likely token. */
   top1Agreement: number;
-  beyondLimit: { limit: number; length: number; rows: BeyondLimitRow[] };
+  beyondLimit: { limit: number; length: number; sequences: number; rows: BeyondLimitRow[] };
   timing: TimingRow[];
   samples: Array<{ prompt: string; teacher: string; student: string }>;
   stages: Array<{ stage: number; points: Array<{ step: number; loss: number }> }>;
@@ -128,8 +128,23 @@ export function meanCrossEntropy(score: WindowScorer, windows: readonly number[]
   return count === 0 ? Number.NaN : total / count;
 }
 
-/** Mean per-token KL(teacher ‖ student) and top-1 agreement over windows. */
-export function compareDistributions(teacher: WindowScorer, student: WindowScorer, windows: readonly number[][], V: number): { meanKl: number; top1Agreement: number } {
+/** Teacher and student compared on the same windows. */
+export interface PairScores {
+  teacherLoss: number;
+  studentLoss: number;
+  /** Mean per-token KL(teacher ‖ student) at temperature 1. */
+  meanKl: number;
+  /** Fraction of positions where both models rank the same token first. */
+  top1Agreement: number;
+}
+
+/**
+ * Scores teacher and student on every window with one forward pass each: both cross-entropies,
+ * the mean per-token KL(teacher ‖ student) and the top-1 agreement.
+ */
+export function scorePair(teacher: WindowScorer, student: WindowScorer, windows: readonly number[][], V: number): PairScores {
+  let teacherLoss = 0;
+  let studentLoss = 0;
   let kl = 0;
   let agree = 0;
   let count = 0;
@@ -140,12 +155,15 @@ export function compareDistributions(teacher: WindowScorer, student: WindowScore
     inputs.forEach((_, row) => {
       const logPt = logSoftmaxRow(t, row, V);
       const logPs = logSoftmaxRow(s, row, V);
+      const target = window[row + 1];
+      teacherLoss -= logPt[target];
+      studentLoss -= logPs[target];
       for (let c = 0; c < V; c++) if (logPt[c] > -Infinity) kl += Math.exp(logPt[c]) * (logPt[c] - logPs[c]);
       if (argmaxOf(logPt) === argmaxOf(logPs)) agree++;
       count++;
     });
   }
-  return { meanKl: kl / count, top1Agreement: agree / count };
+  return { teacherLoss: teacherLoss / count, studentLoss: studentLoss / count, meanKl: kl / count, top1Agreement: agree / count };
 }
 
 export function teacherScorer(teacher: Gpt2Model): WindowScorer {
@@ -156,15 +174,23 @@ export function studentScorer(student: StudentModel, positions?: PositionMode): 
   return (ids) => noGrad(() => student.forward(ids, 1, ids.length, { positions })).logits.data;
 }
 
+/** Summed next-token losses and their counts, below and at or beyond the position limit. */
+export interface SplitLosses {
+  withinSum: number;
+  withinCount: number;
+  beyondSum: number;
+  beyondCount: number;
+}
+
 /**
- * Student cross-entropy over one long sequence, split at the teacher's position limit. The
- * sequence runs in chunks of `chunk` tokens that carry the recurrent state, so memory stays flat.
+ * Sums the student's next-token losses over one long sequence, split at the teacher's position
+ * limit. The sequence runs in chunks of `chunk` tokens that carry the recurrent state, so memory
+ * stays flat.
  */
-export function beyondLimitLosses(student: StudentModel, ids: readonly number[], limit: number, positions: PositionMode, chunk = 256): { within: number; beyond: number } {
+export function beyondLimitLosses(student: StudentModel, ids: readonly number[], limit: number, positions: PositionMode, chunk = 256): SplitLosses {
   const V = student.config.teacher.vocabSize;
   let state: StudentState | null = null;
-  const sums = { within: 0, beyond: 0 };
-  const counts = { within: 0, beyond: 0 };
+  const sums: SplitLosses = { withinSum: 0, withinCount: 0, beyondSum: 0, beyondCount: 0 };
   for (let start = 0; start < ids.length - 1; start += chunk) {
     const end = Math.min(start + chunk, ids.length - 1);
     const inputs = ids.slice(start, end);
@@ -173,23 +199,31 @@ export function beyondLimitLosses(student: StudentModel, ids: readonly number[],
     inputs.forEach((_, t) => {
       const position = start + t;
       const loss = -logSoftmaxRow(out.logits.data, t, V)[ids[position + 1]];
-      const part = position < limit ? 'within' : 'beyond';
-      sums[part] += loss;
-      counts[part]++;
+      if (position < limit) {
+        sums.withinSum += loss;
+        sums.withinCount++;
+      } else {
+        sums.beyondSum += loss;
+        sums.beyondCount++;
+      }
     });
   }
-  return { within: sums.within / counts.within, beyond: sums.beyond / counts.beyond };
+  return sums;
 }
 
 // ---------------------------------------------------------------------------------------------------
 // Speed and samples
 
+/** Untimed tokens generated before each speed measurement, so the prefill's garbage collection and JIT warm-up are not counted. */
+const WARM_UP_TOKENS = 2;
+
 /** Milliseconds per generated token after a prefilled context, student in RNN mode. */
 function studentMsPerToken(student: StudentModel, context: readonly number[], tokens: number): number {
   let { state } = noGrad(() => student.forward(context, 1, context.length, { positions: speedPositions(student) }));
   let id = context[context.length - 1];
-  const started = performance.now();
-  for (let i = 0; i < tokens; i++) {
+  let started = performance.now();
+  for (let i = 0; i < WARM_UP_TOKENS + tokens; i++) {
+    if (i === WARM_UP_TOKENS) started = performance.now();
     const step = student.step(id, state, speedPositions(student));
     state = step.state;
     id = argmaxOf(Float64Array.from(step.logits.data));
@@ -197,7 +231,7 @@ function studentMsPerToken(student: StudentModel, context: readonly number[], to
   return (performance.now() - started) / tokens;
 }
 
-/** Position mode for speed runs: the student's own, except that 'keep' cannot pass the limit, so 'clamp' stands in. */
+/** Returns the position mode for speed runs and samples: the student's own, or 'clamp' in place of 'keep', which cannot pass the limit. */
 function speedPositions(student: StudentModel): PositionMode {
   return student.config.positions === 'keep' ? 'clamp' : student.config.positions;
 }
@@ -207,15 +241,16 @@ function teacherMsPerToken(teacher: Gpt2Model, context: readonly number[], token
   const cache = teacher.createCache();
   const prefill = teacher.forward(context, 1, context.length, { cache }); // (1, T, V)
   let id = argmaxOf(Float64Array.from(prefill.data.subarray((context.length - 1) * teacher.config.vocabSize)));
-  const started = performance.now();
-  for (let i = 0; i < tokens; i++) {
+  let started = performance.now();
+  for (let i = 0; i < WARM_UP_TOKENS + tokens; i++) {
+    if (i === WARM_UP_TOKENS) started = performance.now();
     const logits = teacher.forward([id], 1, 1, { cache }); // (1, 1, V)
     id = argmaxOf(Float64Array.from(logits.data));
   }
   return (performance.now() - started) / tokens;
 }
 
-/** A context of `length` tokens cut from the corpus (repeated when the corpus is shorter). */
+/** Cuts a context of `length` tokens from the corpus (repeated when the corpus is shorter). */
 function contextOf(tokens: ArrayLike<number>, length: number): number[] {
   return Array.from({ length }, (_, i) => tokens[i % tokens.length]);
 }
@@ -282,27 +317,25 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
   const scored = windows.length * seqLen;
   log(`eval: ${windows.length} windows of ${seqLen} tokens (${scored.toLocaleString('en-US')} scored tokens)`);
 
-  const teacherScore = teacherScorer(teacher);
-  const studentScore = studentScorer(student);
-  const rows: PerplexityRow[] = [];
-  const addRow = (name: PerplexityRow['name'], dir: string, score: WindowScorer): void => {
-    const loss = meanCrossEntropy(score, windows, V);
-    rows.push({ name, dir, loss, perplexity: Math.exp(loss) });
-    log(`eval: ${name} perplexity ${Math.exp(loss).toFixed(3)}`);
-  };
-  addRow('teacher', teacherDir, teacherScore);
-  addRow('student', studentDir, studentScore);
+  const pair = scorePair(teacherScorer(teacher), studentScorer(student), windows, V);
+  const { meanKl, top1Agreement } = pair;
+  const rows: PerplexityRow[] = [
+    { name: 'teacher', dir: teacherDir, loss: pair.teacherLoss, perplexity: Math.exp(pair.teacherLoss) },
+    { name: 'student', dir: studentDir, loss: pair.studentLoss, perplexity: Math.exp(pair.studentLoss) },
+  ];
   if (options.baseline !== undefined) {
     const baseline = baselineScorer(options.baseline, V);
-    addRow('baseline', baseline.dir, baseline.score);
+    const loss = meanCrossEntropy(baseline.score, windows, V);
+    rows.push({ name: 'baseline', dir: baseline.dir, loss, perplexity: Math.exp(loss) });
   }
-  const { meanKl, top1Agreement } = compareDistributions(teacherScore, studentScore, windows, V);
+  for (const row of rows) log(`eval: ${row.name} perplexity ${row.perplexity.toFixed(3)}`);
+  log(`eval: mean KL(teacher ‖ student) ${meanKl.toFixed(4)}, top-1 agreement ${(100 * top1Agreement).toFixed(1)}%`);
 
-  const beyondLimit = measureBeyondLimit(student, corpus.tokens, limit);
+  const beyondLimit = measureBeyondLimit(student, corpus.tokens, limit, options.maxTokens);
   const timing = options.contexts.map((context) => ({
     context,
     studentMs: studentMsPerToken(student, contextOf(corpus.tokens, context), options.timingTokens),
-    teacherMs: context + options.timingTokens <= limit ? teacherMsPerToken(teacher, contextOf(corpus.tokens, context), options.timingTokens) : null,
+    teacherMs: context + WARM_UP_TOKENS + options.timingTokens <= limit ? teacherMsPerToken(teacher, contextOf(corpus.tokens, context), options.timingTokens) : null,
   }));
 
   const samples = options.prompts.map((prompt) => {
@@ -314,7 +347,7 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
     return { prompt, teacher: teacherText, student: studentText };
   });
 
-  const run = options.run ?? (studentDir.endsWith('/student') ? join(studentDir, '..') : undefined);
+  const run = options.run ?? (basename(studentDir) === 'student' ? dirname(studentDir) : undefined);
   const report: EvalReport = {
     createdAt: new Date().toISOString(),
     data: { files: corpus.files.length, tokens: corpus.tokens.length, scoredTokens: scored, seqLen },
@@ -331,21 +364,31 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
 }
 
 /**
- * Student perplexity below and beyond the teacher's limit for each position mode the student can
- * run: a sequence of up to 2·limit tokens from the corpus (fewer when the corpus is shorter).
+ * Measures student perplexity below and beyond the teacher's limit for each position mode the
+ * student can run. It reads consecutive sequences of 2·limit + 1 corpus tokens: as many as fit in
+ * `maxTokens` and at least one, which is shorter when the corpus is.
  */
-function measureBeyondLimit(student: StudentModel, tokens: ArrayLike<number>, limit: number): EvalReport['beyondLimit'] {
+function measureBeyondLimit(student: StudentModel, tokens: ArrayLike<number>, limit: number, maxTokens: number): EvalReport['beyondLimit'] {
   const length = Math.min(tokens.length, 2 * limit + 1);
-  const ids = Array.from({ length }, (_, i) => tokens[i]);
+  const count = Math.max(1, Math.floor(Math.min(tokens.length, maxTokens) / length));
+  const sequences = Array.from({ length: count }, (_, s) => Array.from({ length }, (_, i) => tokens[s * length + i]));
   const modes = student.wpe === null ? (['drop'] as PositionMode[]) : [...POSITION_MODES];
+  const reachesBeyond = length > limit + 1;
   const rows: BeyondLimitRow[] = modes.map((positions) => {
-    if (positions === 'keep' || length <= limit + 1) {
-      const within = beyondLimitLosses(student, ids.slice(0, Math.min(length, limit + 1)), limit, positions).within;
-      const note = positions === 'keep' ? 'keep stops at the teacher limit' : 'the data is too short to pass the limit';
-      return { positions, withinPerplexity: Math.exp(within), beyondPerplexity: null, note };
+    // 'keep' cannot read past the limit, so it scores only the first limit + 1 tokens.
+    const canPass = positions !== 'keep' && reachesBeyond;
+    const total: SplitLosses = { withinSum: 0, withinCount: 0, beyondSum: 0, beyondCount: 0 };
+    for (const ids of sequences) {
+      const part = beyondLimitLosses(student, canPass ? ids : ids.slice(0, Math.min(length, limit + 1)), limit, positions);
+      total.withinSum += part.withinSum;
+      total.withinCount += part.withinCount;
+      total.beyondSum += part.beyondSum;
+      total.beyondCount += part.beyondCount;
     }
-    const { within, beyond } = beyondLimitLosses(student, ids, limit, positions);
-    return { positions, withinPerplexity: Math.exp(within), beyondPerplexity: Math.exp(beyond) };
+    const withinPerplexity = Math.exp(total.withinSum / total.withinCount);
+    if (canPass) return { positions, withinPerplexity, beyondPerplexity: Math.exp(total.beyondSum / total.beyondCount) };
+    const note = positions === 'keep' ? 'keep stops at the teacher limit' : 'the data is too short to pass the limit';
+    return { positions, withinPerplexity, beyondPerplexity: null, note };
   });
-  return { limit, length, rows };
+  return { limit, length, sequences: count, rows };
 }

@@ -54,7 +54,7 @@ export interface LogitLossResult {
 }
 
 /**
- * klWeight·KL(teacher ‖ student) + ceWeight·CE(student, targets) over logits (B, T, V). Targets
+ * Computes klWeight·KL(teacher ‖ student) + ceWeight·CE(student, targets) over logits (B, T, V). Targets
  * equal to −100 are left out of the cross-entropy; the KL covers every row.
  */
 export function logitDistillationLoss(teacherLogits: Tensor, studentLogits: Tensor, targets: ArrayLike<number>, options: LogitLossOptions): LogitLossResult {

@@ -1,6 +1,6 @@
 // The loss of each distillation stage, packaged as a TrainableModel so the generic trainer
 // (AdamW, clipping, schedules, checkpoints, resumption) runs every stage. `namedParameters`
-// lists only the parameters the stage trains; the others are frozen (requiresGrad false), so no
+// lists only the parameters the stage trains. The others are frozen (requiresGrad false), so no
 // graph is built for them and the optimizer never touches them.
 //
 // Dims: B = batch, T = time steps, C = channels, V = vocabulary.

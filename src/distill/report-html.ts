@@ -26,7 +26,7 @@ interface Series {
   points: Array<{ x: number; y: number }>;
 }
 
-/** Draws a line chart of several series with axis labels; an empty chart says "no data". */
+/** Draws a line chart of several series with axis labels, or the text "no data" when no point is finite. */
 export function lineChartSvg(series: readonly Series[], xLabel: string, yLabel: string): string {
   const all = series.flatMap((s) => s.points).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   if (all.length === 0) return `<svg width="${WIDTH}" height="60" role="img"><text x="10" y="30">no data</text></svg>`;
@@ -111,7 +111,7 @@ ${table(['metric', 'value'], [
 <h2>Perplexity</h2>${barChartSvg(ppl)}
 <h2>Loss per stage</h2>${lineChartSvg(lossSeries, 'step', 'training loss')}
 <h2>Beyond the teacher's ${report.beyondLimit.limit} positions</h2>
-<p>One sequence of ${report.beyondLimit.length} tokens; perplexity of targets before and at/after position ${report.beyondLimit.limit}.</p>
+<p>${report.beyondLimit.sequences} sequence(s) of ${report.beyondLimit.length} tokens. Perplexity of the targets before position ${report.beyondLimit.limit}, and at or after it.</p>
 ${table(['positions', 'perplexity < limit', 'perplexity ≥ limit', 'note'], beyond)}
 <h2>Generation speed</h2>${lineChartSvg(speedSeries, 'context tokens', 'ms per generated token')}
 ${table(['context', 'student ms/token', 'teacher ms/token'], report.timing.map((t) => [String(t.context), formatNumber(t.studentMs), formatNumber(t.teacherMs)]))}

@@ -147,13 +147,13 @@ function stageDir(out: string, stage: StageNumber): string {
   return join(out, `stage${stage}`);
 }
 
-/** The settings a stage runs with: the checkpoint's when resuming it, else the requested ones. */
+/** Returns the settings a stage runs with: the checkpoint's when resuming it, else the requested ones. */
 function settingsOfStage(options: DistillOptions, stage: StageNumber): TrainingSettings {
   const checkpoint = findCheckpoint(stageDir(resolve(options.out), stage));
   if (checkpoint !== undefined) {
     if (!options.resume) {
       const step = readTrainerState(checkpoint).step;
-      throw new InputError(`"${checkpoint}" already holds a stage-${stage} checkpoint (step ${step}); pass --resume to continue the run, or choose another --out`);
+      throw new InputError(`"${checkpoint}" already contains a stage-${stage} checkpoint (step ${step}); pass --resume to continue the run, or choose another --out`);
     }
     return readTrainerState(checkpoint).settings;
   }
@@ -200,9 +200,16 @@ function createObjective(stage: StageNumber, teacher: Gpt2Model, student: Studen
   return new LogitObjective(teacher, student, { temperature: options.temperature, freezeMlp: options.freezeMlp, ...weights });
 }
 
-/** Rewrites the trainer's `step 3/10 | loss …` and `eval step …` lines as `stage 2 | step 3/10 | kl …`. */
+/**
+ * Rewrites the trainer's `step 3/10 | loss …` lines as `stage 2 | step 3/10 | kl …`, and its
+ * `eval step …` lines as `stage 2 | eval step 10 | val kl …` without the perplexity, which only
+ * means something for a cross-entropy loss.
+ */
 function stageLogLine(stage: StageNumber, line: string): string {
-  const renamed = line.startsWith('step ') ? line.replace(' | loss ', ` | ${STAGE_LOSS_NAMES[stage]} `) : line;
+  const name = STAGE_LOSS_NAMES[stage];
+  let renamed = line;
+  if (line.startsWith('step ')) renamed = line.replace(' | loss ', ` | ${name} `);
+  if (line.startsWith('eval step ')) renamed = line.replace(' | val loss ', ` | val ${name} `).replace(/ \| val ppl [^|]*$/, '');
   return `stage ${stage} | ${renamed}`;
 }
 

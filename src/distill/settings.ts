@@ -8,7 +8,7 @@ import type { TrainingSettings } from '../train/settings.js';
 export type StageNumber = 1 | 2 | 3;
 export const STAGE_NUMBERS: readonly StageNumber[] = [1, 2, 3];
 
-/** What each stage trains, for headers and errors. */
+/** Titles of the stages for headers and errors. */
 export const STAGE_TITLES: Readonly<Record<StageNumber, string>> = {
   1: 'attention alignment (teacher-forced, time-mix parameters only)',
   2: 'logit distillation (KL teacher → student, full vocabulary)',
@@ -35,9 +35,9 @@ export interface StageSettings {
 }
 
 /**
- * Stage 1: LR 1e-3 → 1e-5 quarter-cosine, no weight decay (RADLADS' stage-1 values); stage 2:
- * 3e-4 → 1e-5 exponential (ARWKV's schedule, a higher peak than its 1e-4 because the model is
- * small); stage 3: a constant 1e-5 (RADLADS uses 7e-6).
+ * Stage 1 uses LR 1e-3 → 1e-5 quarter-cosine and no weight decay, as RADLADS' stage 1 does.
+ * Stage 2 uses 3e-4 → 1e-5 exponential, ARWKV's schedule with a higher peak than its 1e-4
+ * because the model is small. Stage 3 uses a constant 1e-5 (RADLADS uses 7e-6).
  */
 export const DEFAULT_STAGE_SETTINGS: Readonly<Record<StageNumber, Readonly<StageSettings>>> = {
   1: { tokens: 100_000, seqLen: 64, batchSize: 8, lr: 1e-3, minLr: 1e-5, schedule: 'quarter-cosine', weightDecay: 0, gradClip: 1 },

@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
 import { dirname } from 'node:path';
 
-/** The file-system calls `writeFileAtomic` makes; tests pass a copy with a failing call. */
+/** File-system calls that `writeFileAtomic` makes. Tests pass a copy with one failing call. */
 export interface AtomicFileSystem {
   openSync(path: string, flags: string, mode: number): number;
   writeSync(fd: number, data: Uint8Array, offset: number, length: number): number;
@@ -95,7 +95,7 @@ function syncFolder(fileSystem: AtomicFileSystem, folder: string): void {
     fd = fileSystem.openSync(folder, 'r', 0);
     fileSystem.fsyncSync(fd);
   } catch {
-    // Not fatal; see above.
+    // Not fatal, for the reasons above.
   } finally {
     if (fd !== undefined) closeQuietly(fileSystem, fd);
   }
@@ -123,7 +123,7 @@ function errorCode(error: unknown): string | undefined {
   return typeof code === 'string' ? code : undefined;
 }
 
-/** One sentence saying what went wrong and what to do, from the cause's errno code. */
+/** Builds the sentence that says what failed and what to do, from the cause's errno code. */
 function describeFailure(path: string, cause: unknown): string {
   const folder = dirname(path);
   const code = errorCode(cause);

@@ -155,7 +155,7 @@ export function parseSafetensors(bytes: Uint8Array, source: string = IN_MEMORY_S
   const headerLength = readHeaderLength(bytes, source);
   const headerText = decodeHeaderText(bytes, headerLength, source);
   const header = parseHeaderObject(headerText, source);
-  const nonIntegerLiterals = scanHeaderLiterals(headerText, source);
+  const nonIntegerLiterals = scanHeaderJson(headerText, source);
 
   const metadata = readMetadata(header, source);
   const dataOffset = LENGTH_PREFIX_BYTES + headerLength;
@@ -224,13 +224,16 @@ function parseHeaderObject(headerText: string, source: string): Record<string, u
 }
 
 /**
- * Finds duplicate keys, which JSON.parse would silently merge, and returns the first integer
+ * Rejects duplicate keys, which JSON.parse would silently merge, and returns the first integer
  * literal written with a fraction, exponent or minus sign under each top-level key.
  */
-function scanHeaderLiterals(headerText: string, source: string): Map<string, string> {
+function scanHeaderJson(headerText: string, source: string): Map<string, string> {
   const scan = scanJson(headerText);
   const duplicate = scan.duplicate;
   if (duplicate !== undefined) {
+    if (duplicate.path.length === 0 && duplicate.key === METADATA_KEY) {
+      throw new SafetensorsError(source, `header lists "${METADATA_KEY}" more than once`);
+    }
     if (duplicate.path.length === 0) {
       throw new SafetensorsError(source, 'header lists this key more than once; each tensor name must be unique', duplicate.key);
     }
@@ -328,7 +331,7 @@ function readTensorEntry(name: string, value: unknown, nonIntegerLiteral: string
   if (nonIntegerLiteral !== undefined) {
     throw new SafetensorsError(
       source,
-      `number ${nonIntegerLiteral} in shape or data_offsets must be a non-negative integer written with digits only`,
+      `number ${nonIntegerLiteral.slice(0, 40)} in shape or data_offsets must be a non-negative integer written with digits only`,
       name,
     );
   }

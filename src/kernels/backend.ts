@@ -12,8 +12,8 @@
 //
 // Sync and async. The engine (tensor ops, autograd) calls kernels synchronously: a training step
 // is a long chain of dependent ops, and making every op return a Promise would make the whole
-// engine async for the sake of one backend. cpu, webasm and headlessgl can return results synchronously;
-// WebGPU cannot, because its readback (mapAsync) only exists as a Promise. So the synchronous
+// engine async for the sake of one backend. cpu, webasm and headlessgl can return results
+// synchronously. WebGPU cannot, because its readback (mapAsync) only exists as a Promise. So the synchronous
 // entry points (`matmul`, `wkv7Forward`, `wkv7Backward` in index.ts) serve every backend except
 // webgpu, and selecting webgpu for them is an error that names the alternative. WebGPU is reached
 // through `startAsyncKernels(name)`, which returns Promise-returning versions of the same kernels
@@ -25,10 +25,13 @@
 //
 // The auto rule (measurements from bench/wkv7.bench.ts and a matmul sweep on the 2-core
 // development machine, no GPU):
-//   matmul float32: wasm from M·N·K·batch ≥ 4096 (16×16×16: 59 µs against 192 µs for js), js below,
-//     where the call overhead of wasm dominates (4×4×4: 50 µs against 8 µs).
-//   WKV-7: js. The gpu.js backends run the recurrence as three kernel launches per step and were
-//     10-100× slower than js at B=1, H=4, N=64 (bench/wkv7.bench.ts).
+//   matmul float32: wasm from M·N·K·batch ≥ 512 multiply-adds (8×8×8: 2.0 µs against 2.5 µs
+//     for js; 16×16×16: 2.9 against 18.7 µs), js below, where the call overhead of wasm dominates
+//     (4×4×4: 2.0 µs against 0.4 µs). Medians of 7 runs under other load.
+//   WKV-7: js. The gpu.js backends run the recurrence as several kernel launches per step and
+//     were slower than js at B=1, T=256, H=4, N=64 (bench/wkv7.bench.ts, forward + backward):
+//     webasm 1.4-1.6×, cpu 2.8-3.8×, headlessgl (Mesa llvmpipe) 3.6×, webgpu (Dawn on Mesa GLES)
+//     9.3×; webasm was also 1.8× slower at B=4, H=12.
 //   gpu.js cpu and webasm never join auto: they run on the same CPU as js and wasm with extra
 //     per-call work. headlessgl can be backed by a real GPU, so when an X display is set and it
 //     starts, auto times it once per op against the CPU choice on a representative size and
@@ -263,7 +266,7 @@ export function backendChoice(): BackendChoice {
 }
 
 /** Products below this many multiply-adds run on js, where wasm's call overhead dominates. */
-const WASM_MIN_MACS = 4096;
+const WASM_MIN_MACS = 512;
 
 type AutoSlot = 'matmul-small' | 'matmul-large' | 'wkv7';
 const autoPicks = new Map<AutoSlot, SyncKernels>();

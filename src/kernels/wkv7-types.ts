@@ -107,7 +107,7 @@ function checkArray(name: string, x: FloatArray | null | undefined, expected: nu
 
 /**
  * Rejects inputs of the wrong length or dtype, and decays that are not finite or lie outside
- * (0, 1]: a decay above 1 makes the state grow without bound, and a log-space decay (≤ 0) passed
+ * (0, 1]. A decay above 1 makes the state grow without bound, and a log-space decay (≤ 0) passed
  * by mistake would silently produce garbage.
  */
 export function checkWkv7Inputs(x: Wkv7Inputs, d: Wkv7Dims): void {

@@ -47,7 +47,7 @@ export interface TrainerState {
   savedAt: string;
 }
 
-/** What a checkpoint write needs from the trainer. */
+/** Inputs of a checkpoint write, supplied by the trainer. */
 export interface CheckpointContents {
   state: Omit<TrainerState, 'format' | 'savedAt' | 'optimizer'>;
   optimizer: AdamW;
@@ -103,6 +103,9 @@ export function writeCheckpoint(outDir: string, contents: CheckpointContents): s
   return final;
 }
 
+// NOTE: AdamW.getState copies both moments into plain number arrays, so writing a checkpoint
+// briefly needs two more copies of them (array and Float64Array). That is small for the tiny and
+// small presets but several GB for a 124M model.
 function writeOptimizerFile(path: string, state: AdamWState, names: readonly string[]): void {
   const tensors: SafetensorsInput[] = [];
   state.moments.forEach((moment, i) => {

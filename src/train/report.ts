@@ -1,5 +1,5 @@
-// What the trainer reports: fixed-format log lines (one per interval, greppable), a metrics JSONL
-// file with full-precision values, and a progress display on stderr.
+// Trainer output: fixed-format log lines (one per interval, greppable), a metrics JSONL file with
+// full-precision values, and a progress display on stderr.
 
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 
@@ -67,7 +67,7 @@ export class MetricsFile {
 // ---------------------------------------------------------------------------------------------------
 // Progress display
 
-/** Where progress goes: a stream with an optional TTY flag, as process.stderr is. */
+/** Output stream of the progress display: a stream with an optional TTY flag, as process.stderr is. */
 export interface ProgressStream {
   write(text: string): unknown;
   isTTY?: boolean;
@@ -77,8 +77,8 @@ const BAR_WIDTH = 30;
 
 /**
  * Shows training progress on a stream. On a terminal it redraws one bar line in place
- * (`[#####.....] 120/600 20% ETA 3m07s`); otherwise it writes a plain line each time `line` is
- * called, because carriage returns would fill a log file with one long line.
+ * (`[#####.....] 120/600 20% ETA 3m07s`). Elsewhere it writes a plain line each time `line` is
+ * called, because carriage returns would turn a log file into one long line.
  */
 export class Progress {
   private drawn = false;

@@ -2,9 +2,9 @@
 // only, gradient clipping, warm-up + decay schedule, gradient accumulation, held-out evaluation,
 // atomic checkpoints and exact resumption.
 //
-// Exact resumption: everything a step depends on (weights, AdamW moments and step count, sampler
-// generator) is saved bit-exactly, and the loop itself is deterministic, so a run stopped after
-// step k and resumed logs the same losses as a run that never stopped.
+// Exact resumption: a checkpoint stores bit-exact copies of everything a step depends on (weights,
+// AdamW moments and step count, sampler generator). The loop itself is deterministic, so a run
+// stopped after step k and resumed logs the same losses as a run that never stopped.
 
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,7 +17,7 @@ import { type TrainerState, readTrainerState, restoreOptimizer, writeCheckpoint 
 import { formatEvalLine, formatStepLine, MetricsFile, Progress, type ProgressStream } from './report.js';
 import { type TrainingSettings, tokensPerStep, validateSettings } from './settings.js';
 
-/** What the trainer needs from a model. Ids and targets are row-major (B, T). */
+/** The model interface the trainer uses. Ids and targets are row-major (B, T). */
 export interface TrainableModel {
   loss(ids: Int32Array, targets: Int32Array, B: number, T: number): Tensor;
   parameters(): Tensor[];
@@ -111,6 +111,40 @@ function yieldToEventLoop(): Promise<void> {
   return new Promise((resolve) => setImmediate(resolve));
 }
 
+/**
+ * Runs one optimizer step: gradients of `gradAccum` micro-batches (each loss scaled by
+ * 1/gradAccum), clipping, then the AdamW update. Returns the mean loss and the gradient norm
+ * before clipping. A non-finite loss or norm throws before the weights change.
+ */
+function optimizerStep(
+  model: TrainableModel,
+  sampler: BatchSampler,
+  optimizer: AdamW,
+  parameters: readonly Tensor[],
+  settings: TrainingSettings,
+  stepNumber: number,
+  lastCheckpoint: string,
+): { loss: number; gradNorm: number } {
+  optimizer.zeroGrad();
+  let lossSum = 0;
+  for (let micro = 0; micro < settings.gradAccum; micro++) {
+    const batch = sampler.next();
+    const loss = model.loss(batch.ids, batch.targets, batch.B, batch.T); // scalar
+    const value = loss.item();
+    if (!Number.isFinite(value)) throw divergedError(stepNumber, 'loss', value, lastCheckpoint);
+    if (settings.gradAccum === 1) loss.backward();
+    else loss.mul(1 / settings.gradAccum).backward();
+    lossSum += value;
+  }
+
+  // With clipping off, an infinite limit still measures the norm, so a NaN gradient stops the run
+  // before it reaches the weights.
+  const gradNorm = clipGradNorm(parameters, settings.gradClip > 0 ? settings.gradClip : Infinity);
+  if (!Number.isFinite(gradNorm)) throw divergedError(stepNumber, 'gradient norm', gradNorm, lastCheckpoint);
+  optimizer.step();
+  return { loss: lossSum / settings.gradAccum, gradNorm };
+}
+
 /** Runs the training loop; see the file header for what it does and saves. */
 export async function train(options: TrainerOptions): Promise<TrainResult> {
   const { model, settings, sampler, outDir } = options;
@@ -134,8 +168,9 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     restoreOptimizer(options.resumeFrom, state, optimizer, order);
     sampler.setState(state.sampler);
     startStep = state.step;
-    metrics.truncateAfter(startStep);
   }
+  // A fresh run drops every record, left over from an attempt that ended before its first checkpoint.
+  metrics.truncateAfter(startStep);
 
   const progress = new Progress(options.progress ?? process.stderr, settings.steps, startStep, now);
   const emit = (line: string): void => {
@@ -182,30 +217,19 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
     const lr = learningRate(step, { kind: settings.schedule, lr0: settings.lr, lr1: settings.minLr, warmupSteps: settings.warmup, totalSteps: settings.steps });
     for (const group of groups) group.lr = lr;
 
-    optimizer.zeroGrad();
-    let lossSum = 0;
-    for (let micro = 0; micro < settings.gradAccum; micro++) {
-      const batch = sampler.next();
-      const loss = model.loss(batch.ids, batch.targets, batch.B, batch.T); // scalar
-      const value = loss.item();
-      if (!Number.isFinite(value)) throw divergedError(stepNumber, 'loss', value, lastCheckpoint);
-      if (settings.gradAccum === 1) loss.backward();
-      else loss.mul(1 / settings.gradAccum).backward();
-      lossSum += value;
-    }
-    const gradNorm = settings.gradClip > 0 ? clipGradNorm(parameters, settings.gradClip) : Number.NaN;
-    if (settings.gradClip > 0 && !Number.isFinite(gradNorm)) throw divergedError(stepNumber, 'gradient norm', gradNorm, lastCheckpoint);
-    optimizer.step();
+    const { loss, gradNorm } = optimizerStep(model, sampler, optimizer, parameters, settings, stepNumber, lastCheckpoint);
     const elapsed = now() - started;
 
-    lastLoss = lossSum / settings.gradAccum;
+    lastLoss = loss;
     if (step - startStep >= SETTLE_STEPS) {
       intervalTokens += stepTokens;
       intervalMs += elapsed;
     }
 
     const isLast = stepNumber === settings.steps;
-    if (stepNumber % settings.logEvery === 0 || isLast || step === startStep) {
+    // Step 1 is always logged, but the first step after a resume is not, so that a resumed run
+    // logs exactly the lines the uninterrupted run would have.
+    if (stepNumber % settings.logEvery === 0 || isLast || stepNumber === 1) {
       const rate = intervalMs > 0 ? (intervalTokens * 1000) / intervalMs : null;
       emit(formatStepLine(stepNumber, settings.steps, lastLoss, lr, rate));
       progress.line(stepNumber);

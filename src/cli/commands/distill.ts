@@ -16,6 +16,7 @@ import {
   DEFAULT_COMMON_SETTINGS,
   DEFAULT_STAGE_SETTINGS,
   parseStageList,
+  QUICK_STEPS,
   STAGE_NUMBERS,
   type StageNumber,
   type StageSettings,
@@ -68,7 +69,7 @@ interface ConvertCommandOptions {
 function runConvert(options: ConvertCommandOptions): number {
   const out = resolve(options.out);
   if (existsSync(join(out, 'config.json')) && !options.force) {
-    throw new InputError(`"${out}" already holds a model (config.json); choose another --out or pass --force to overwrite it`);
+    throw new InputError(`"${out}" already contains a model (config.json); choose another --out or pass --force to overwrite it`);
   }
   const { dir, model: teacher } = loadTeacher(options.teacher);
   const student = convertTeacher(teacher, { init: options.init, bonus: options.bonus, tokenShift: options.tokenShift, groupNorm: options.groupNorm, positions: options.positions }, options.seed);
@@ -92,9 +93,9 @@ function addConvertCommand(program: Command, setExitCode: ExitCodeSink): void {
     .requiredOption('--teacher <dir>', 'GPT-2 model folder (config.json + model.safetensors)')
     .requiredOption('--out <dir>', 'folder for the student (config.json, model.safetensors, tokenizer files)')
     .addOption(new Option('--init <kind>', 'copy: r/k/v/output from the attention weights; fresh: new random projections').choices(STUDENT_INITS).default('copy'))
-    .option('--bonus <on|off>', 'the RWKV-7 bonus term (r_k)', onOff, true)
-    .option('--token-shift <on|off>', 'token shift in the time mix (μ parameters)', onOff, true)
-    .option('--group-norm <on|off>', 'per-head GroupNorm of the WKV output (ln_x)', onOff, true)
+    .addOption(new Option('--bonus <on|off>', 'the RWKV-7 bonus term (r_k)').argParser(onOff).default(true, 'on'))
+    .addOption(new Option('--token-shift <on|off>', 'token shift in the time mix (μ parameters)').argParser(onOff).default(true, 'on'))
+    .addOption(new Option('--group-norm <on|off>', 'per-head GroupNorm of the WKV output (ln_x)').argParser(onOff).default(true, 'on'))
     .addOption(new Option('--positions <mode>', "keep: wpe[t] up to the teacher's limit; clamp: wpe[min(t, limit − 1)]; drop: no position embedding").choices(POSITION_MODES).default('keep'))
     .option('--seed <n>', 'seed of the random time-mix matrices', integerAtLeast(0), 0)
     .option('--force', 'overwrite an existing model in --out', false)
@@ -156,7 +157,13 @@ function stageSettingsFrom(options: StageOptionValues): Record<StageNumber, Stag
       const value = options[stageOptionKey(stage, field)];
       if (typeof value === 'number' || typeof value === 'string') (settings as unknown as Record<string, number | string>)[field] = value;
     }
-    if (settings.minLr > settings.lr) throw new InputError(`--stage${stage}-min-lr ${settings.minLr} exceeds --stage${stage}-lr ${settings.lr}; lower it`);
+    if (settings.minLr > settings.lr) {
+      // A default minimum above a lowered peak follows the peak; an explicit one is a mistake.
+      if (options[stageOptionKey(stage, 'minLr')] !== undefined) {
+        throw new InputError(`--stage${stage}-min-lr ${settings.minLr} exceeds --stage${stage}-lr ${settings.lr}; lower it`);
+      }
+      settings.minLr = settings.lr;
+    }
     result[stage] = settings;
   }
   return result;
@@ -216,7 +223,7 @@ function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--kl-weight <w>', 'stage-3 weight of the KL term', numberInRange(0, 100), 0.5)
     .option('--ce-weight <w>', 'stage-3 weight of the cross-entropy term', numberInRange(0, 100), 0.5)
     .option('--freeze-mlp', 'keep the MLP weights fixed in stages 2 and 3', false)
-    .option('--quick', `run ${3} small steps of each requested stage (a smoke test)`, false)
+    .option('--quick', `smoke test: run ${QUICK_STEPS} steps of each requested stage with batches of at most 2 sequences × 32 tokens`, false)
     .option('--resume', 'continue the run in --out from its checkpoints', false)
     .option('--seed <n>', 'seed of the batch order', integerAtLeast(0), c.seed)
     .option('--val-fraction <fraction>', 'fraction of documents held out for evaluation', numberInRange(0, 1, true), c.valFraction)
@@ -228,7 +235,7 @@ function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {
   for (const stage of STAGE_NUMBERS) {
     for (const { field, flag, help, parse } of STAGE_FIELDS) {
       const fallback = DEFAULT_STAGE_SETTINGS[stage][field];
-      command.addOption(new Option(`--stage${stage}-${flag}`, `stage ${stage}: ${help} (default ${fallback})`).argParser(parse));
+      command.addOption(new Option(`--stage${stage}-${flag}`, `stage ${stage}: ${help} (default: ${fallback})`).argParser(parse));
     }
   }
   command.action(async (options: DistillCommandOptions) => {
@@ -295,7 +302,7 @@ function addEvalCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--seq-len <n>', "tokens per scored window (default: min(teacher's n_positions, 128))", integerAtLeast(1))
     .option('--max-tokens <n>', 'maximum tokens scored', integerAtLeast(1), 20_000)
     .option('--contexts <list>', 'context lengths of the speed measurement', integerList, [16, 64, 256, 1024])
-    .option('--timing-tokens <n>', 'tokens generated per speed measurement', integerAtLeast(1), 8)
+    .option('--timing-tokens <n>', 'tokens generated per speed measurement', integerAtLeast(1), 16)
     .option('--prompt <text>', 'prompt of a sample generation (repeatable)', collect)
     .option('--sample-tokens <n>', 'tokens generated per sample', integerAtLeast(0), 40)
     .option('--seed <n>', 'seed of the sample generations', integerAtLeast(0), 0)

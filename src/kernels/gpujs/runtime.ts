@@ -132,8 +132,26 @@ export function startGpuJsSync(mode: Exclude<GpuJsMode, 'webgpu'>): GpuJsRuntime
   return verifyRuntime(runtime);
 }
 
+/**
+ * OpenGL users in this process. headlessgl (GLX through the gl addon) and Dawn's OpenGL ES
+ * backend (EGL) cannot both make a context current. Measured under xvfb-run with Mesa 22.3: Dawn
+ * after headlessgl finds no adapter (eglMakeCurrent EGL_BAD_ACCESS), and headlessgl after Dawn
+ * kills the process with an X error (BadAccess in X_GLXMakeCurrent). So the second is refused.
+ */
+let headlessGlStarted = false;
+let webGpuOnGles = false;
+
+const ONE_GL_STACK = 'run the other one in a separate process';
+
 function startHeadlessGl(): GpuJsRuntime {
   const { GPU, HeadlessGLKernel } = gpuJs();
+  if (webGpuOnGles) {
+    throw new GpuJsUnavailableError(
+      'headlessgl',
+      `webgpu already runs on Dawn's OpenGL ES backend in this process, and the two GL stacks cannot share it; ${ONE_GL_STACK}`,
+      '',
+    );
+  }
   try {
     requireOptional('gl');
   } catch (error) {
@@ -148,6 +166,7 @@ function startHeadlessGl(): GpuJsRuntime {
       HEADLESSGL_INSTALL,
     );
   }
+  headlessGlStarted = true;
   const maxTextureSize = HeadlessGLKernel.features?.maxTextureSize ?? 4096;
   const runtime = new GpuJsRuntime('headlessgl', new GPU({ mode: 'headlessgl' }), {
     maxArrayElements: FLOAT_EXACT_INDEX_LIMIT,
@@ -194,10 +213,18 @@ async function installNavigatorGpu(): Promise<void> {
   let options: Record<string, unknown> = {};
   let adapter = await gpu.requestAdapter(options);
   if (adapter === null) {
+    if (headlessGlStarted) {
+      throw new GpuJsUnavailableError(
+        'webgpu',
+        `Dawn found no Vulkan adapter, and its OpenGL ES backend cannot share this process with the running headlessgl; ${ONE_GL_STACK}`,
+        '',
+      );
+    }
     process.env.EGL_PLATFORM ??= 'surfaceless';
     gpu = dawn.create(['backend=opengles']);
     options = { featureLevel: 'compatibility' };
     adapter = await gpu.requestAdapter(options);
+    webGpuOnGles = adapter !== null;
   }
   if (adapter === null) {
     throw new GpuJsUnavailableError('webgpu', 'Dawn found no adapter on Vulkan or OpenGL ES', WEBGPU_INSTALL);

@@ -404,6 +404,9 @@ function* backwardTask(
       const cols = yield* launch(kernels.gradCols, G, dyt, rVec, steps.at('v', t), s, prev);
       const nextG = yield* launch(kernels.gradStateStep, G, dyt, rVec, steps.at('w', t), steps.at('a', t), dsdv);
 
+      // NOTE: four readbacks per step; on webgpu each is a queue round trip, and they dominate
+      // its backward time (bench/wkv7.bench.ts). Collecting them per chunk, as the forward does
+      // for y, would remove most of that cost.
       yield* readInto(dr, tm.dr, at);
       yield* readInto(da, tm.da, at);
       yield* readInto(dsdv, dsdvBuffer, 0);

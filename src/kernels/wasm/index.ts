@@ -5,7 +5,7 @@ import type { GemmConfig } from './gemm-layout.js';
 import { MAX_THREADS } from './gemm-layout.js';
 import { WasmGemmEngine, type GemmBlocking, type WasmEngineInfo } from './matmul-wasm.js';
 
-export { WasmGemmEngine, type GemmBlocking, type WasmEngineInfo, type WasmEngineOptions } from './matmul-wasm.js';
+export { WasmGemmEngine, type GemmBlocking, type WasmEngineInfo, type WasmEngineOptions, type WasmEngineTimings } from './matmul-wasm.js';
 export type { GemmConfig } from './gemm-layout.js';
 
 /** Micro-tile of the default engine (see bench/matmul.bench.ts for the measurements behind it). */

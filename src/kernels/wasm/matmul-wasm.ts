@@ -67,6 +67,18 @@ interface JobLayout {
   end: number;
 }
 
+/** Wall time the calling thread spent in each phase of all jobs so far, in milliseconds. */
+export interface WasmEngineTimings {
+  /** Growing the memory and copying A, B (and C when accumulating) into it. */
+  copyInMs: number;
+  /** Packing and computing on the calling thread, workers alongside. */
+  runMs: number;
+  /** Waiting for workers to finish their last tasks. */
+  waitMs: number;
+  /** Copying C back into the caller's array. */
+  copyOutMs: number;
+}
+
 /** Statistics and settings reported by `wasmInfo()`. */
 export interface WasmEngineInfo {
   simd: true;
@@ -84,6 +96,7 @@ export interface WasmEngineInfo {
   tasksPerThread: number[];
   jobs: number;
   threadedJobs: number;
+  timings: WasmEngineTimings;
 }
 
 function alignUp(value: number, alignment: number): number {
@@ -141,6 +154,7 @@ export class WasmGemmEngine {
   private sequence = 0;
   private jobs = 0;
   private threadedJobs = 0;
+  private readonly timings: WasmEngineTimings = { copyInMs: 0, runMs: 0, waitMs: 0, copyOutMs: 0 };
   private readonly maxPages: number;
   private readonly jobBytesTarget: number;
   /** Set after the calling thread trapped inside a job. */
@@ -196,6 +210,7 @@ export class WasmGemmEngine {
       tasksPerThread: Array.from(stats.subarray(0, used)),
       jobs: this.jobs,
       threadedJobs: this.threadedJobs,
+      timings: { ...this.timings },
     };
   }
 
@@ -320,9 +335,11 @@ export class WasmGemmEngine {
   /** Runs batch entries [first, first + count) as one job. */
   private runChunk(a: Float32Array, b: Float32Array, out: Float32Array, g: MatmulGeometry, first: number, count: number): void {
     const { M, N, K } = g;
+    const started = performance.now();
     const layout = this.layoutFor(g, count);
     this.ensureMemory(layout.end);
     this.copyInputs(a, b, out, g, first, count, layout);
+    const copiedIn = performance.now();
 
     const flops = 2 * M * N * K * count;
     const threaded = this.threads > 1 && flops >= this.parallelThresholdFlops;
@@ -341,13 +358,20 @@ export class WasmGemmEngine {
       this.failure = `matmulWasm: the kernel trapped during ${describeShape(g)}: ${String(error)}`;
       throw new Error(`${this.failure}; please report the shape`, { cause: error });
     }
+    const ran = performance.now();
     this.waitForJob(computeTasks, g);
+    const waited = performance.now();
 
     const size = M * N;
     for (let i = 0; i < count; i++) {
       const from = layout.out / 4 + i * size;
       out.set(this.heap.subarray(from, from + size), (first + i) * g.strideOut);
     }
+
+    this.timings.copyInMs += copiedIn - started;
+    this.timings.runMs += ran - copiedIn;
+    this.timings.waitMs += waited - ran;
+    this.timings.copyOutMs += performance.now() - waited;
   }
 
   private copyInputs(

@@ -7,7 +7,7 @@ import { LORA_FACTORS, rwkv7Config, suggestedLoraRank, type Rwkv7Config } from '
 /** Value of "model_type" in a student's config.json. */
 export const STUDENT_MODEL_TYPE = 'rwkv7-student';
 
-/** How the student's time-mix parameters were initialised. */
+/** Initialisation recipe of the student's time-mix parameters. */
 export type StudentInit =
   /** r, k, v, output copied from c_attn / c_proj with their biases, μ = 0, identity gate (RADLADS-style). */
   | 'copy'
@@ -15,7 +15,7 @@ export type StudentInit =
   | 'fresh';
 
 /**
- * How token positions enter the residual stream. GPT-2's learned table wpe has n_positions rows,
+ * Position-embedding mode of the residual stream. GPT-2's learned table wpe has n_positions rows,
  * while an RNN can run for any number of tokens.
  */
 export type PositionMode =
@@ -45,7 +45,7 @@ export interface StudentConfig {
   dIclr: number;
   dValue: number;
   dGate: number;
-  /** SHA-256 hex digest of the teacher's configuration and a few of its tensors (see fingerprint.ts). */
+  /** SHA-256 hex digest of the teacher's configuration and a few of its tensors (see teacherFingerprint in convert.ts). */
   teacherFingerprint: string;
 }
 

@@ -9,8 +9,9 @@
 // with token-shift μ = 0 and the gate g = 1 + σ(x·g1)·g2 at g1 = g2 = 0, so at step 0 the copied
 // projections see exactly the inputs they saw in the teacher.
 //
-// fresh (ARWKV / RWKVInside TimeMixer): projections drawn uniform ±1/√C as PyTorch's Linear does,
-// token shift from ARWKV's ramps (below), nothing taken from the attention weights.
+// fresh (ARWKV / RWKVInside TimeMixer): projection weights are drawn uniform ±1/√C as PyTorch's
+// Linear does, and token shift follows ARWKV's ramps (below). Projection biases start at 0 because
+// ARWKV's projections have none. Nothing is taken from the attention weights.
 //
 // Both: w0 = −7 + 5·(n/(C−1))^{0.85+√ρ0} + 0.5, a0 = 0, v0 = 1, k_k = 0.85, k_a = 1, r_k = 0,
 // ln_x weight 1 and bias 0, w1/a1/v1 = 0 with w2/a2/v2 orthogonal (gain 0.1).
@@ -57,7 +58,7 @@ export function convertTeacher(teacher: Gpt2Model, options: StudentOptions = {},
   copyKeptParameters(teacher, student);
   student.blocks.forEach((block, layer) => {
     if (config.init === 'copy') copyAttentionProjections(teacher, layer, block.att);
-    else applyFreshTokenShift(block.att, layer, config.teacher.nLayer);
+    else applyFreshInit(block.att, layer, config.teacher.nLayer);
   });
   return student;
 }
@@ -97,11 +98,12 @@ function copyAttentionProjections(teacher: Gpt2Model, layer: number, att: Rwkv7T
 }
 
 /**
- * ARWKV's token-shift init, with d = n/C, ρ0 = l/(L−1), ρ1 = 1 − l/L:
+ * Zero projection biases and ARWKV's token-shift init, with d = n/C, ρ0 = l/(L−1), ρ1 = 1 − l/L:
  * x_r = 1 − d^{0.2ρ1}, x_w = x_a = 1 − d^{0.9ρ1}, x_k = 1 − (d^{0.9ρ1} + 0.4ρ0),
  * x_v = 1 − (d^{0.4ρ1} + 0.6ρ0), x_g = 1.
  */
-function applyFreshTokenShift(att: Rwkv7TimeMix, layer: number, nLayer: number): void {
+function applyFreshInit(att: Rwkv7TimeMix, layer: number, nLayer: number): void {
+  for (const projection of [att.receptance, att.key, att.value, att.output]) projection.bias?.data.fill(0);
   const { rho0, rho1 } = layerRatios(layer, nLayer);
   const C = att.C;
   const fill = (mu: Tensor | null, f: (d: number) => number): void => {

@@ -1,7 +1,7 @@
-// Student model folders: config.json (model_type "rwkv7-student", with the teacher's GPT-2
-// config, the init, position mode, switches and teacher fingerprint) + model.safetensors with
-// every parameter under its own name (`wte.weight`, `h.0.ln_1.weight`, `h.0.att.w0`, …), F32,
-// plus vocab.json and merges.txt when a tokenizer is given.
+// Student model folders. config.json has model_type "rwkv7-student" and stores the teacher's
+// GPT-2 config, the init, position mode, switches and teacher fingerprint. model.safetensors
+// stores every parameter in F32 under its own name (`wte.weight`, `h.0.ln_1.weight`,
+// `h.0.att.w0`, …). vocab.json and merges.txt are added when a tokenizer is given.
 import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../../io/atomic.js';

@@ -146,7 +146,7 @@ export class StudentModel extends Module {
     return { logits, state: { layers, position: start + T } };
   }
 
-  /** Mean next-token cross-entropy of `targets` (B·T ids, −100 = ignored). */
+  /** Returns the mean next-token cross-entropy of `targets` (B·T ids, −100 = ignored). */
   loss(ids: ArrayLike<number>, targets: ArrayLike<number>, B: number, T: number): Tensor {
     const { logits } = this.forward(ids, B, T);
     return crossEntropy(reshape(logits, [B * T, this.config.teacher.vocabSize]), targets); // ()

@@ -6,18 +6,27 @@ import { fmt, sameShape, ShapeError } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { checkSameDtype, zerosLike } from './util.js';
 
-/** Log-softmax of one row into `out`; returns false when the row is entirely −∞. */
-function logSoftmaxRow(src: ArrayLike<number>, base: number, C: number, out: Float64Array): boolean {
+/**
+ * Returns log Σ_c exp(x_c) of one row, computed as max + log Σ exp(x − max) so it neither
+ * overflows nor underflows; −∞ for a row that is entirely −∞.
+ */
+function logSumExp(src: ArrayLike<number>, base: number, C: number): number {
   let max = -Infinity;
   for (let c = 0; c < C; c++) if (src[base + c] > max) max = src[base + c];
-  if (max === -Infinity) {
+  if (max === -Infinity) return -Infinity;
+  let sum = 0;
+  for (let c = 0; c < C; c++) sum += Math.exp(src[base + c] - max);
+  return max + Math.log(sum);
+}
+
+/** Log-softmax of one row into `out`; returns false when the row is entirely −∞. */
+function logSoftmaxRow(src: ArrayLike<number>, base: number, C: number, out: Float64Array): boolean {
+  const lse = logSumExp(src, base, C);
+  if (lse === -Infinity) {
     out.fill(-Infinity);
     return false;
   }
-  let sum = 0;
-  for (let c = 0; c < C; c++) sum += Math.exp(src[base + c] - max);
-  const logSum = Math.log(sum);
-  for (let c = 0; c < C; c++) out[c] = src[base + c] - max - logSum;
+  for (let c = 0; c < C; c++) out[c] = src[base + c] - lse;
   return true;
 }
 
@@ -42,14 +51,16 @@ export function crossEntropy(logits: Tensor, targets: ArrayLike<number>, ignoreI
     count++;
   }
 
+  // loss_r = logsumexp(x_r) − x_r[target]; the per-row logsumexp is kept for the backward, so
+  // each logit costs one exp in the forward and one in the backward (V = 50257 for GPT-2).
   const x = logits.data;
-  const logProbs = new Float64Array(V);
+  const lse = new Float64Array(rows);
   let total = 0;
   for (let r = 0; r < rows; r++) {
     const t = targets[r];
     if (t === ignoreIndex) continue;
-    logSoftmaxRow(x, r * V, V, logProbs);
-    total -= logProbs[t];
+    lse[r] = logSumExp(x, r * V, V);
+    total += lse[r] - x[r * V + t];
   }
   const out = new Tensor(allocate(logits.dtype, 1), []);
   out.data[0] = count === 0 ? 0 : total / count;
@@ -62,9 +73,9 @@ export function crossEntropy(logits: Tensor, targets: ArrayLike<number>, ignoreI
     for (let r = 0; r < rows; r++) {
       const t = targets[r];
       if (t === ignoreIndex) continue;
-      logSoftmaxRow(x, r * V, V, logProbs);
       const base = r * V;
-      for (let c = 0; c < V; c++) gx[base + c] = Math.exp(logProbs[c]) * scale;
+      const shift = lse[r];
+      for (let c = 0; c < V; c++) gx[base + c] = Math.exp(x[base + c] - shift) * scale;
       gx[base + t] -= scale;
     }
     return [gx];
