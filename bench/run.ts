@@ -15,6 +15,8 @@ const benches: BenchEntry[] = [
   { name: 'matmul', run: async () => (await import('./matmul.bench.js')).runMatmulBench() },
   { name: 'wkv7', run: async () => (await import('./wkv7.bench.js')).runWkvBench() },
   { name: 'tokenizer', run: async () => (await import('./tokenizer.bench.js')).runTokenizerBench() },
+  { name: 'models', run: async () => (await import('./models.bench.js')).runModelsBench() },
+  { name: 'generation', run: async () => (await import('./generation.bench.js')).runGenerationBench() },
 ];
 
 function machineLine(): string {

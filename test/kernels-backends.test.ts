@@ -241,6 +241,13 @@ for (const backend of backends) {
       await checkMatmul(b.matmul, geometry(1, 1, 1, 1, true, true, true, true), 9);
     });
 
+    it('matmul of the GPT-2 head shape', async () => {
+      // [2, 768] × [50257, 768]ᵀ: the weight alone is 154 MB, beyond one WebGPU buffer, and tiles
+      // of it pass 2^24 elements, where float32 index arithmetic in generated shaders rounds.
+      const b = backend.get();
+      await checkMatmul(b.matmul, geometry(1, 2, 50257, 768, false, true, false, false), 10);
+    });
+
     it('matmul keeps float64 exact', async () => {
       const b = backend.get();
       const g = geometry(2, 3, 4, 5, false, true, false, false);

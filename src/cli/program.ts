@@ -14,6 +14,8 @@ import { InputError } from '../data/input-error.js';
 import { BACKEND_NAMES, BackendUnavailableError, backendChoice, setBackend } from '../kernels/index.js';
 import { DEFAULT_SETTINGS } from '../train/settings.js';
 import { TrainingDivergedError } from '../train/trainer.js';
+import { registerBenchCommands } from './commands/bench.js';
+import { registerDemoCommand } from './commands/demo.js';
 import { registerDistillCommands } from './commands/distill.js';
 import { extensionList, integerAtLeast, numberInRange, positiveNumberUpTo, tokenIdList } from './options.js';
 import { runGenerate, runLogits, runTokenize, type GenerateCommandOptions, type LogitsCommandOptions, type TokenizeCommandOptions } from './inspect.js';
@@ -102,15 +104,20 @@ function addLogitsCommand(program: Command, setExitCode: ExitCodeSink): void {
     .action((options: LogitsCommandOptions) => setExitCode(runLogits(options)));
 }
 
-/** Backends that run the engine's synchronous kernels (webgpu is asynchronous and not offered). */
-const CLI_BACKENDS = [...BACKEND_NAMES.filter((name) => name !== 'webgpu'), 'auto'];
+/** Every backend name; webgpu is asynchronous, so only `bench kernels` accepts it. */
+const CLI_BACKENDS = [...BACKEND_NAMES, 'auto'];
 
 /**
  * Applies --backend (or checks RWKVIFY_BACKEND when it is absent) before a command runs, so an
  * unknown or unavailable backend is a user error reported up front.
  */
-function applyBackendOption(program: Command): void {
+function applyBackendOption(program: Command, action: Command): void {
   const requested = program.opts<{ backend?: string }>().backend;
+  // `bench kernels` starts the named backend itself, through the asynchronous kernels.
+  if (action.name() === 'kernels') return;
+  if (requested === 'webgpu') {
+    throw new InputError('--backend webgpu: WebGPU returns results only asynchronously, so it can run `rwkvify bench kernels` but not training or inference; use auto, wasm or headlessgl');
+  }
   try {
     if (requested === undefined) backendChoice();
     else setBackend(requested);
@@ -132,12 +139,14 @@ export function buildProgram(setExitCode: ExitCodeSink): Command {
     .exitOverride()
     .showHelpAfterError('(add --help for the options)')
     .addOption(new Option('--backend <name>', 'compute backend of the matmul and WKV kernels (default: $RWKVIFY_BACKEND, else auto)').choices(CLI_BACKENDS))
-    .hook('preAction', () => applyBackendOption(program));
+    .hook('preAction', (_program, action) => applyBackendOption(program, action));
   addPretrainCommand(program, setExitCode);
   addGenerateCommand(program, setExitCode);
   addTokenizeCommand(program, setExitCode);
   addLogitsCommand(program, setExitCode);
   registerDistillCommands(program, setExitCode);
+  registerDemoCommand(program, setExitCode);
+  registerBenchCommands(program, setExitCode);
   return program;
 }
 

@@ -252,7 +252,10 @@ export async function startGpuJsWebGpu(): Promise<GpuJsRuntime> {
   const limits = webGpuAdapterLimits ?? { maxStorageBufferBindingSize: 134217728, maxBufferSize: 134217728 };
   const maxBytes = Math.min(limits.maxStorageBufferBindingSize, limits.maxBufferSize);
   const runtime = new GpuJsRuntime('webgpu', new GPU({ mode: 'webgpu' }), {
-    maxArrayElements: Math.floor(maxBytes / 4),
+    // gpu.js flattens multi-dimensional indices in float32 in the generated WGSL, so beyond 2^24
+    // elements they round (measured: [16, 768] × [768, 50257] tiles of 43,690 columns were wrong
+    // from column ~21,845 on, where column·K passes 2^24).
+    maxArrayElements: Math.min(Math.floor(maxBytes / 4), FLOAT_EXACT_INDEX_LIMIT),
     maxOutputSide: Number.POSITIVE_INFINITY,
   });
   await runAsync(probeKernel(runtime));
