@@ -2,6 +2,7 @@
 // reference and tfjs-wasm (XNNPACK), measured in the same process with the backends interleaved
 // rep by rep, so machine load hits them alike. GFLOP/s = 2·M·N·K / wall time.
 // Usage: node --import tsx bench/matmul.bench.ts
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
 
@@ -105,9 +106,15 @@ function median(sorted: number[]): number {
   return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
+/** GFLOP/s of one runner over its reps. */
 interface Timing {
-  best: number;
-  median: number;
+  wallBest: number;
+  wallMedian: number;
+  /**
+   * From this process's CPU time (process.cpuUsage), which leaves out the time other processes
+   * held the core. It measures speed only for single-threaded runners.
+   */
+  cpuBest: number;
   reps: number;
 }
 
@@ -115,29 +122,70 @@ interface Timing {
 const RUNNER_BUDGET_SECONDS = 8;
 const MIN_REPS = 3;
 
+function processCpuSeconds(): number {
+  const usage = process.cpuUsage();
+  return (usage.user + usage.system) / 1e6;
+}
+
 /**
- * Times every runner up to `reps` times, interleaved, after one warm-up call each; slow runners
- * stop early (RUNNER_BUDGET_SECONDS). Returns GFLOP/s per runner and the reps it got.
+ * Times every runner up to `reps` times, interleaved, after one warm-up call each. Slow runners
+ * stop early (RUNNER_BUDGET_SECONDS).
  */
 function measure(runners: Runner[], flops: number, reps: number): Map<string, Timing> {
-  const seconds = new Map<string, number[]>(runners.map((r) => [r.name, []]));
+  const wall = new Map<string, number[]>(runners.map((r) => [r.name, []]));
+  const cpu = new Map<string, number[]>(runners.map((r) => [r.name, []]));
   for (const runner of runners) runner.run();
   for (let rep = 0; rep < reps; rep++) {
     for (const runner of runners) {
-      const times = seconds.get(runner.name) ?? [];
+      const times = wall.get(runner.name) ?? [];
       const spent = times.reduce((sum, t) => sum + t, 0);
       if (times.length >= MIN_REPS && spent > RUNNER_BUDGET_SECONDS) continue;
+      const cpuStart = processCpuSeconds();
       const start = performance.now();
       runner.run();
       times.push((performance.now() - start) / 1000);
+      cpu.get(runner.name)?.push(processCpuSeconds() - cpuStart);
     }
   }
   const result = new Map<string, Timing>();
-  for (const [name, times] of seconds) {
+  for (const [name, times] of wall) {
     times.sort((x, y) => x - y);
-    result.set(name, { best: flops / times[0] / 1e9, median: flops / median(times) / 1e9, reps: times.length });
+    const cpuBest = Math.min(...(cpu.get(name) ?? []));
+    result.set(name, {
+      wallBest: flops / times[0] / 1e9,
+      wallMedian: flops / median(times) / 1e9,
+      cpuBest: flops / cpuBest / 1e9,
+      reps: times.length,
+    });
   }
   return result;
+}
+
+/** Busy CPU seconds of the whole machine so far, from /proc/stat; undefined off Linux. */
+function machineBusySeconds(): number | undefined {
+  try {
+    const fields = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    const idle = fields[3] + (fields[4] ?? 0); // idle + iowait
+    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    return (total - idle) / 100; // USER_HZ is 100 on Linux
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs `work` and returns how many cores other processes kept busy meanwhile, on average: the
+ * machine's busy time minus this process's CPU time, over the wall time.
+ */
+function otherProcessesLoad(work: () => void): number | undefined {
+  const busyBefore = machineBusySeconds();
+  const ownBefore = processCpuSeconds();
+  const start = performance.now();
+  work();
+  const wall = (performance.now() - start) / 1000;
+  const busyAfter = machineBusySeconds();
+  if (busyBefore === undefined || busyAfter === undefined) return undefined;
+  return Math.max(0, busyAfter - busyBefore - (processCpuSeconds() - ownBefore)) / wall;
 }
 
 function maxAbsDifference(x: Float32Array, y: Float32Array): number {
@@ -146,20 +194,32 @@ function maxAbsDifference(x: Float32Array, y: Float32Array): number {
   return worst;
 }
 
-function cell(timing: Timing | undefined, missing: string): string {
+function wallCell(timing: Timing | undefined, missing: string): string {
   if (timing === undefined) return missing;
-  return `${timing.best.toFixed(1)} / ${timing.median.toFixed(1)} (${timing.reps})`;
+  return `${timing.wallBest.toFixed(1)} / ${timing.wallMedian.toFixed(1)} (${timing.reps})`;
 }
 
-function ratio(x: Timing | undefined, y: Timing | undefined): string {
-  return x === undefined || y === undefined ? '–' : `${(x.best / y.best).toFixed(2)}× / ${(x.median / y.median).toFixed(2)}×`;
+function cpuCell(timing: Timing | undefined, missing: string): string {
+  return timing === undefined ? missing : timing.cpuBest.toFixed(1);
 }
 
-/** Runs the matmul benchmark and returns a markdown section: machine, table and notes. */
+function wallRatio(x: Timing | undefined, y: Timing | undefined): string {
+  if (x === undefined || y === undefined) return '–';
+  return `${(x.wallBest / y.wallBest).toFixed(2)}× / ${(x.wallMedian / y.wallMedian).toFixed(2)}×`;
+}
+
+function cpuRatio(x: Timing | undefined, y: Timing | undefined): string {
+  return x === undefined || y === undefined ? '–' : `${(x.cpuBest / y.cpuBest).toFixed(2)}×`;
+}
+
+const SKIPPED_REFERENCE = 'skipped (too slow above 512³)';
+
+/** Runs the matmul benchmark and returns a markdown section: machine, tables and notes. */
 export async function runMatmulBench(): Promise<string> {
   const tfjs = await loadTfjsWasm();
   const loadBefore = os.loadavg()[0];
-  const rows: string[] = [];
+  const wallRows: string[] = [];
+  const cpuRows: string[] = [];
   const checks: string[] = [];
 
   for (const shape of SHAPES) {
@@ -176,14 +236,22 @@ export async function runMatmulBench(): Promise<string> {
     const differences = outputs.slice(1).map((o, i) => `${runners[i + 1].name} ${maxAbsDifference(outputs[0], o).toExponential(1)}`);
     checks.push(`${shape.label}: max |difference| from wasm 1 thread: ${differences.join(', ')}`);
 
-    const timings = measure(runners, flops, shape.reps);
+    let timings = new Map<string, Timing>();
+    const othersLoad = otherProcessesLoad(() => {
+      timings = measure(runners, flops, shape.reps);
+    });
     const one = timings.get('wasm 1 thread');
     const two = timings.get('wasm 2 threads');
+    const reference = timings.get('TS reference');
     const tf = timings.get('tfjs-wasm');
-    rows.push(
-      `| ${shape.label} | ${cell(one, '–')} | ${cell(two, '–')} | ` +
-        `${cell(timings.get('TS reference'), 'skipped (too slow above 512³)')} | ${cell(tf, 'unavailable')} | ` +
-        `${ratio(one, tf)} | ${ratio(two, tf)} |`,
+    wallRows.push(
+      `| ${shape.label} | ${wallCell(one, '–')} | ${wallCell(two, '–')} | ${wallCell(reference, SKIPPED_REFERENCE)} | ` +
+        `${wallCell(tf, 'unavailable')} | ${wallRatio(one, tf)} | ${wallRatio(two, tf)} | ` +
+        `${othersLoad === undefined ? '?' : othersLoad.toFixed(2)} |`,
+    );
+    cpuRows.push(
+      `| ${shape.label} | ${cpuCell(one, '–')} | ${cpuCell(reference, SKIPPED_REFERENCE)} | ${cpuCell(tf, 'unavailable')} | ` +
+        `${cpuRatio(one, tf)} |`,
     );
   }
   setWasmThreads(Math.min(2, os.availableParallelism()));
@@ -191,14 +259,24 @@ export async function runMatmulBench(): Promise<string> {
   const info = wasmInfo();
   const loadAfter = os.loadavg()[0];
   return [
-    `CPU: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}; load average (1 min) ${loadBefore.toFixed(1)} before, ` +
-      `${loadAfter.toFixed(1)} after. Cells: best / median GFLOP/s over the reps, wall clock, one warm-up call first. ` +
-      'rwkvify timings include copying A and B into WebAssembly memory and C back out; tfjs keeps its tensors ' +
-      'resident and its time includes the product and `dataSync`.',
+    `CPU: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, Node ${process.version}; load average (1 min) ` +
+      `${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after. Backends are interleaved rep by rep after one ` +
+      `warm-up call each; a backend stops after ${MIN_REPS} reps once they add up to ${RUNNER_BUDGET_SECONDS} s. ` +
+      'rwkvify timings include copying A and B into WebAssembly memory and C back out. tfjs keeps its tensors ' +
+      'resident, and its time covers the product and `dataSync`.',
     '',
-    '| shape | rwkvify wasm, 1 thread | rwkvify wasm, 2 threads | TS reference | tfjs-wasm 4.22 (1 thread) | 1 thread / tfjs | 2 threads / tfjs |',
-    '|---|---|---|---|---|---|---|',
-    ...rows,
+    'Wall clock, GFLOP/s as best / median (reps). The last column is the average number of cores that other ' +
+      'processes kept busy meanwhile (from /proc/stat): on 2 cores, a value near 1 leaves the 2-thread runs one core.',
+    '',
+    '| shape | rwkvify wasm, 1 thread | rwkvify wasm, 2 threads | TS reference | tfjs-wasm 4.22 (1 thread) | 1 thread / tfjs | 2 threads / tfjs | other processes (cores) |',
+    '|---|---|---|---|---|---|---|---|',
+    ...wallRows,
+    '',
+    'Single-threaded backends by CPU time (best rep), which leaves out the time other processes held the core:',
+    '',
+    '| shape | rwkvify wasm, 1 thread | TS reference | tfjs-wasm 4.22 | rwkvify / tfjs |',
+    '|---|---|---|---|---|',
+    ...cpuRows,
     '',
     `tfjs-wasm: ${'tf' in tfjs ? 'loaded' : `not measured: ${tfjs.error}`}. rwkvify micro-tile ${info.config.mr}×${info.config.nr}, ` +
       `kc ${info.blocking.kc}, task tile ${info.blocking.tileRows}×${info.blocking.tileCols}, ` +
