@@ -129,6 +129,12 @@ describe('learning-rate schedules', () => {
     expect(learningRate(549, s)).toBeCloseTo(Math.sqrt(1e-4 * 1e-5), 12);
   });
 
+  it('warm-up ramps toward lr0 when the run is shorter than the warm-up', () => {
+    const s = { kind: 'cosine' as const, lr0: 1e-3, lr1: 1e-4, warmupSteps: 100, totalSteps: 5 };
+    expect(learningRate(0, s)).toBeCloseTo(1e-5, 12);
+    expect(learningRate(4, s)).toBeCloseTo(1e-3 * (0.01 + (0.99 * 4) / 100), 12);
+  });
+
   it('cosine reaches the midpoint halfway', () => {
     const s = { ...base, kind: 'cosine' as const };
     expect(learningRate(549, s)).toBeCloseTo((1e-3 + 1e-5) / 2, 12);

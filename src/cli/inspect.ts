@@ -46,6 +46,16 @@ export function runGenerate(options: GenerateCommandOptions): number {
     process.stderr.write('note: the prompt is empty; starting from <|endoftext|>\n');
     prompt = [tokenizer.eotId];
   }
+  // A student converted with --positions keep reads the teacher's position table, which ends at
+  // n_positions; GPT-2 instead crops its context, so only the student needs this check.
+  const total = prompt.length + options.maxTokens;
+  if (model.arch === 'rwkv7-student' && total > model.maxSequenceLength) {
+    throw new InputError(
+      `generate: the prompt (${prompt.length} tokens) plus --max-tokens ${options.maxTokens} needs ${total} positions, ` +
+        `but this student was converted with --positions keep and has ${model.maxSequenceLength}; ` +
+        `lower --max-tokens, or convert with --positions clamp or drop to run past the teacher's limit`,
+    );
+  }
   const decoder = tokenizer.decoder();
   generate(model.nextLogits(), prompt, {
     maxNewTokens: options.maxTokens,

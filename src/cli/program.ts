@@ -115,6 +115,11 @@ function applyBackendOption(program: Command, action: Command): void {
   const requested = program.opts<{ backend?: string }>().backend;
   // `bench kernels` starts the named backend itself, through the asynchronous kernels.
   if (action.name() === 'kernels') return;
+  const effective = requested ?? (process.env.RWKVIFY_BACKEND === undefined ? undefined : process.env.RWKVIFY_BACKEND.trim());
+  if (effective === 'webgpu') {
+    const source = requested === undefined ? 'RWKVIFY_BACKEND=webgpu' : '--backend webgpu';
+    throw new InputError(`${source}: WebGPU returns results only asynchronously, so it can run \`rwkvify bench kernels\` but not training or inference; use auto, wasm or headlessgl`);
+  }
   if (requested === 'webgpu') {
     throw new InputError('--backend webgpu: WebGPU returns results only asynchronously, so it can run `rwkvify bench kernels` but not training or inference; use auto, wasm or headlessgl');
   }
@@ -150,6 +155,14 @@ export function buildProgram(setExitCode: ExitCodeSink): Command {
   return program;
 }
 
+const FILE_SYSTEM_ERROR_CODES = new Set(['EACCES', 'EPERM', 'EEXIST', 'ENOTDIR', 'EISDIR', 'ENOENT', 'ENOSPC', 'EROFS', 'EDQUOT']);
+
+function isFileSystemError(error: unknown): error is NodeJS.ErrnoException {
+  if (!(error instanceof Error)) return false;
+  const code = (error as NodeJS.ErrnoException).code;
+  return typeof code === 'string' && FILE_SYSTEM_ERROR_CODES.has(code);
+}
+
 /** Maps an error to an exit code, printing it: user mistakes as one line, bugs with the stack. */
 export function reportError(error: unknown): number {
   if (error instanceof CommanderError) {
@@ -157,6 +170,12 @@ export function reportError(error: unknown): number {
     return error.exitCode === 0 ? 0 : USER_ERROR_EXIT_CODE;
   }
   if (error instanceof InputError || error instanceof TrainingDivergedError) {
+    process.stderr.write(`error: ${error.message}\n`);
+    return USER_ERROR_EXIT_CODE;
+  }
+  if (isFileSystemError(error)) {
+    // A path that is a file, a folder without permission or a full disk is a problem of the
+    // user's environment, not a bug: Node's message already names the path and the operation.
     process.stderr.write(`error: ${error.message}\n`);
     return USER_ERROR_EXIT_CODE;
   }

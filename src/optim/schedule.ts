@@ -22,8 +22,12 @@ export function warmupFactor(step: number, warmupSteps: number): number {
   return 0.01 + (0.99 * step) / warmupSteps;
 }
 
-/** Progress p ∈ [0, 1] through the decay phase after warm-up. */
+/**
+ * Progress p ∈ [0, 1] through the decay phase after warm-up; 0 during warm-up, so warm-up always
+ * ramps toward lr0 even when the run is shorter than its warm-up.
+ */
 function progress(step: number, s: Schedule): number {
+  if (step < s.warmupSteps) return 0;
   const span = s.totalSteps - s.warmupSteps;
   if (span <= 0) return 1;
   return Math.min(1, Math.max(0, (step - s.warmupSteps + 1) / span));

@@ -96,7 +96,7 @@ function addConvertCommand(program: Command, setExitCode: ExitCodeSink): void {
     .addOption(new Option('--bonus <on|off>', 'the RWKV-7 bonus term (r_k)').argParser(onOff).default(true, 'on'))
     .addOption(new Option('--token-shift <on|off>', 'token shift in the time mix (μ parameters)').argParser(onOff).default(true, 'on'))
     .addOption(new Option('--group-norm <on|off>', 'per-head GroupNorm of the WKV output (ln_x)').argParser(onOff).default(true, 'on'))
-    .addOption(new Option('--positions <mode>', "keep: wpe[t] up to the teacher's limit; clamp: wpe[min(t, limit − 1)]; drop: no position embedding").choices(POSITION_MODES).default('keep'))
+    .addOption(new Option('--positions <mode>', "keep: wpe[t] up to the teacher's limit; clamp: wpe[min(t, limit − 1)]; drop: no position embedding").choices(POSITION_MODES).default('clamp'))
     .option('--seed <n>', 'seed of the random time-mix matrices', integerAtLeast(0), 0)
     .option('--force', 'overwrite an existing model in --out', false)
     .action((options: ConvertCommandOptions) => setExitCode(runConvert(options)));

@@ -64,7 +64,7 @@ export function studentConfig(teacher: Gpt2Config, fingerprint: string, options:
   const config: StudentConfig = {
     teacher: { ...teacher },
     init: options.init ?? 'copy',
-    positions: options.positions ?? 'keep',
+    positions: options.positions ?? 'clamp',
     tokenShift: options.tokenShift ?? true,
     bonus: options.bonus ?? true,
     groupNorm: options.groupNorm ?? true,
