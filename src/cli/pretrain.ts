@@ -242,6 +242,8 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
     process.stderr.write('\nCtrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)\n');
   };
   process.on('SIGINT', onInterrupt);
+  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
+  process.on('SIGTERM', onInterrupt);
 
   try {
     const result = await train({
@@ -266,5 +268,6 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
   }
 }

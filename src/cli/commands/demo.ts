@@ -37,6 +37,8 @@ async function runDemoCommand(options: DemoCommandOptions): Promise<number> {
     process.stderr.write('\nCtrl-C: stopping after the current step (press Ctrl-C again to exit at once)\n');
   };
   process.on('SIGINT', onInterrupt);
+  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
+  process.on('SIGTERM', onInterrupt);
   try {
     const result = await runDemo({
       out: options.out,
@@ -52,6 +54,7 @@ async function runDemoCommand(options: DemoCommandOptions): Promise<number> {
     return result.interrupted ? INTERRUPTED_EXIT_CODE : 0;
   } finally {
     process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
   }
 }
 

@@ -180,6 +180,8 @@ async function runDistillCommand(options: DistillCommandOptions, data: string[],
     process.stderr.write('\nCtrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)\n');
   };
   process.on('SIGINT', onInterrupt);
+  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
+  process.on('SIGTERM', onInterrupt);
   try {
     const result = await runDistill({
       teacher: options.teacher,
@@ -206,6 +208,7 @@ async function runDistillCommand(options: DistillCommandOptions, data: string[],
     return 0;
   } finally {
     process.off('SIGINT', onInterrupt);
+    process.off('SIGTERM', onInterrupt);
   }
 }
 
