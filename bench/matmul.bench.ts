@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
 
 import { matmulReference } from '../src/kernels/matmul-reference.js';
 import type { MatmulGeometry } from '../src/kernels/types.js';
@@ -214,10 +215,47 @@ function cpuRatio(x: Timing | undefined, y: Timing | undefined): string {
 
 const SKIPPED_REFERENCE = 'skipped (too slow above 512³)';
 
+/** A fixed integer loop for the parallel-headroom control; posts its own run time in ms. */
+const SPIN_WORKER_SOURCE = `
+const { parentPort } = require('node:worker_threads');
+const start = Date.now();
+let x = 0;
+for (let i = 0; i < 2e8; i++) x = (x + i) % 1000003;
+parentPort.postMessage([Date.now() - start, x]);
+`;
+
+function spinWorkers(count: number): Promise<number[]> {
+  return Promise.all(
+    Array.from(
+      { length: count },
+      () =>
+        new Promise<number>((resolve, reject) => {
+          const worker = new Worker(SPIN_WORKER_SOURCE, { eval: true });
+          worker.once('message', (message: [number, number]) => {
+            resolve(message[0]);
+            void worker.terminate();
+          });
+          worker.once('error', reject);
+        }),
+    ),
+  );
+}
+
+/**
+ * Control for the 2-thread column: how much faster two copies of a CPU-bound loop run side by
+ * side than one alone (2 = two free cores, 1 = other processes leave the equivalent of one).
+ */
+async function parallelHeadroom(): Promise<number> {
+  const [alone] = await spinWorkers(1);
+  const together = await spinWorkers(2);
+  return (2 * alone) / Math.max(...together);
+}
+
 /** Runs the matmul benchmark and returns a markdown section: machine, tables and notes. */
 export async function runMatmulBench(): Promise<string> {
   const tfjs = await loadTfjsWasm();
   const loadBefore = os.loadavg()[0];
+  const headroomBefore = await parallelHeadroom();
   const wallRows: string[] = [];
   const cpuRows: string[] = [];
   const checks: string[] = [];
@@ -240,30 +278,34 @@ export async function runMatmulBench(): Promise<string> {
     const othersLoad = otherProcessesLoad(() => {
       timings = measure(runners, flops, shape.reps);
     });
-    const one = timings.get('wasm 1 thread');
-    const two = timings.get('wasm 2 threads');
+    const oneThread = timings.get('wasm 1 thread');
+    const twoThreads = timings.get('wasm 2 threads');
     const reference = timings.get('TS reference');
     const tf = timings.get('tfjs-wasm');
     wallRows.push(
-      `| ${shape.label} | ${wallCell(one, '–')} | ${wallCell(two, '–')} | ${wallCell(reference, SKIPPED_REFERENCE)} | ` +
-        `${wallCell(tf, 'unavailable')} | ${wallRatio(one, tf)} | ${wallRatio(two, tf)} | ` +
+      `| ${shape.label} | ${wallCell(oneThread, '–')} | ${wallCell(twoThreads, '–')} | ${wallCell(reference, SKIPPED_REFERENCE)} | ` +
+        `${wallCell(tf, 'unavailable')} | ${wallRatio(oneThread, tf)} | ${wallRatio(twoThreads, tf)} | ` +
         `${othersLoad === undefined ? '?' : othersLoad.toFixed(2)} |`,
     );
     cpuRows.push(
-      `| ${shape.label} | ${cpuCell(one, '–')} | ${cpuCell(reference, SKIPPED_REFERENCE)} | ${cpuCell(tf, 'unavailable')} | ` +
-        `${cpuRatio(one, tf)} |`,
+      `| ${shape.label} | ${cpuCell(oneThread, '–')} | ${cpuCell(reference, SKIPPED_REFERENCE)} | ${cpuCell(tf, 'unavailable')} | ` +
+        `${cpuRatio(oneThread, tf)} |`,
     );
   }
   setWasmThreads(Math.min(2, os.availableParallelism()));
 
   const info = wasmInfo();
   const loadAfter = os.loadavg()[0];
+  const headroomAfter = await parallelHeadroom();
   return [
     `CPU: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'unknown'}, Node ${process.version}; load average (1 min) ` +
       `${loadBefore.toFixed(1)} before, ${loadAfter.toFixed(1)} after. Backends are interleaved rep by rep after one ` +
       `warm-up call each; a backend stops after ${MIN_REPS} reps once they add up to ${RUNNER_BUDGET_SECONDS} s. ` +
       'rwkvify timings include copying A and B into WebAssembly memory and C back out. tfjs keeps its tensors ' +
       'resident, and its time covers the product and `dataSync`.',
+    '',
+    `Parallel headroom (two copies of a CPU-bound loop on worker threads, speed relative to one copy; 2.00 = two ` +
+      `free cores): ${headroomBefore.toFixed(2)} before, ${headroomAfter.toFixed(2)} after.`,
     '',
     'Wall clock, GFLOP/s as best / median (reps). The last column is the average number of cores that other ' +
       'processes kept busy meanwhile (from /proc/stat): on 2 cores, a value near 1 leaves the 2-thread runs one core.',
@@ -279,6 +321,7 @@ export async function runMatmulBench(): Promise<string> {
     ...cpuRows,
     '',
     `tfjs-wasm: ${'tf' in tfjs ? 'loaded' : `not measured: ${tfjs.error}`}. rwkvify micro-tile ${info.config.mr}×${info.config.nr}, ` +
+      `fused multiply-add ${info.config.fusedMultiplyAdd === true ? 'on' : 'off (needs relaxed SIMD)'}, ` +
       `kc ${info.blocking.kc}, task tile ${info.blocking.tileRows}×${info.blocking.tileCols}, ` +
       `threads used above ${info.parallelThresholdFlops} flops.`,
     '',

@@ -9,6 +9,7 @@ import type { MatmulGeometry } from '../src/kernels/types.js';
 import {
   DEFAULT_GEMM_BLOCKING,
   DEFAULT_GEMM_CONFIG,
+  DEFAULT_PARALLEL_THRESHOLD_FLOPS,
   matmulWasm,
   setWasmParallelThreshold,
   setWasmThreads,
@@ -213,7 +214,7 @@ describe('matmulWasm on two threads', () => {
   });
   afterAll(() => {
     setWasmThreads(1);
-    setWasmParallelThreshold(4_000_000);
+    setWasmParallelThreshold(DEFAULT_PARALLEL_THRESHOLD_FLOPS);
   });
 
   it('matches the reference on random geometries', () => {
@@ -237,13 +238,21 @@ describe('matmulWasm on two threads', () => {
     expect(workerTasks()).toBeGreaterThan(before);
   });
 
+  it('matches the reference on overlapping input strides', () => {
+    // Batch entries that share elements (a sliding window) are copied in whole, not in stages.
+    for (const transA of [false, true]) {
+      const g: MatmulGeometry = { ...geometry(3, 20, 30, 40, { transA, transB: !transA }), strideA: 40, strideB: 7 };
+      expectMatchesReference({ g, seed: 41 });
+    }
+  });
+
   it('matches the reference on a large batched product', () => {
     expectMatchesReference({ g: geometry(2, 257, 513, 129, { transA: true, accumulate: true, broadcastB: true }), seed: 3 });
   });
 });
 
 describe('matmulWasm on the GPT-2 head shape', () => {
-  it('matches the reference on sampled columns of [64, 768] x [50257, 768]^T', () => {
+  it('matches sampled logits of [64, 768] x wte^T', () => {
     setWasmThreads(2);
     const [T, C, V] = [64, 768, 50257];
     const x = randomFloats(T * C, 21); // (T, C)
@@ -251,9 +260,12 @@ describe('matmulWasm on the GPT-2 head shape', () => {
     const logits = new Float32Array(T * V); // (T, V)
     matmulWasm(x, wte, logits, geometry(1, T, V, C, { transB: true }));
 
-    // The reference over all 50257 columns takes seconds, so check 600 columns: the last 40
-    // (the edge strip) and a random sample, through the reference on a gathered weight.
-    const columns = [...Array.from({ length: 40 }, (_, i) => V - 1 - i), ...Array.from(randomFloats(560, 23), (r) => Math.floor(((r + 1) / 2) * V))];
+    // The reference over all 50257 columns takes seconds, so check 600 columns through the
+    // reference on a gathered weight: the last 40, which include the partial last strip, and a
+    // random sample.
+    const lastColumns = Array.from({ length: 40 }, (_, i) => V - 1 - i);
+    const sampledColumns = Array.from(randomFloats(560, 23), (r) => Math.floor(((r + 1) / 2) * V));
+    const columns = [...lastColumns, ...sampledColumns];
     const gathered = new Float32Array(columns.length * C); // (columns, C)
     columns.forEach((column, j) => gathered.set(wte.subarray(column * C, (column + 1) * C), j * C));
     const expected = new Float32Array(T * columns.length); // (T, columns)
@@ -302,8 +314,44 @@ describe('WasmGemmEngine memory limits', () => {
   });
 });
 
+describe('matmulWasm with relaxed SIMD', () => {
+  it('matches the reference with fused multiply-add', () => {
+    // Node 20 accepts relaxed SIMD only behind a flag, so the fused kernel runs in a child process.
+    const script = [
+      "import { matmulReference } from './src/kernels/matmul-reference.ts';",
+      "import { matmulWasm, setWasmParallelThreshold, setWasmThreads, wasmInfo } from './src/kernels/wasm/index.ts';",
+      'setWasmParallelThreshold(0);',
+      'let failures = 0;',
+      'let seed = 1;',
+      'const random = () => ((seed = (seed * 1103515245 + 12345) % 2147483648) / 2147483648) * 2 - 1;',
+      'for (const [M, N, K, transA, transB, threads] of [[1, 1, 1, false, false, 1], [37, 45, 300, true, false, 1], [70, 9, 65, false, true, 2], [257, 513, 129, true, true, 2]]) {',
+      '  setWasmThreads(threads);',
+      '  const g = { batch: 1, M, N, K, transA, transB, strideA: M * K, strideB: K * N, strideOut: M * N, accumulate: true };',
+      '  const a = Float32Array.from({ length: M * K }, random);',
+      '  const b = Float32Array.from({ length: K * N }, random);',
+      '  const expected = Float32Array.from({ length: M * N }, random);',
+      '  const actual = expected.slice();',
+      '  matmulReference(a, b, expected, g);',
+      '  matmulWasm(a, b, actual, g);',
+      '  for (let i = 0; i < expected.length; i++) {',
+      '    if (!(Math.abs(actual[i] - expected[i]) <= 1e-5 * K + 1e-5 * Math.abs(expected[i]))) failures++;',
+      '  }',
+      '}',
+      'console.log(JSON.stringify({ fused: wasmInfo().config.fusedMultiplyAdd, failures }));',
+    ].join('\n');
+    const child = spawnSync(
+      process.execPath,
+      ['--experimental-wasm-relaxed-simd', '--import', 'tsx', '--input-type=module', '-e', script],
+      { cwd: repoRoot, encoding: 'utf8', timeout: 60_000 },
+    );
+    expect(child.stderr).toBe('');
+    expect(child.status).toBe(0);
+    expect(JSON.parse(child.stdout)).toEqual({ fused: true, failures: 0 });
+  });
+});
+
 describe('matmulWasm worker lifecycle', () => {
-  it('lets the process exit while workers idle and reads RWKVIFY_THREADS', () => {
+  it('exits with idle workers under RWKVIFY_THREADS', () => {
     const script = [
       "import { matmulWasm, wasmInfo } from './src/kernels/wasm/index.ts';",
       'const n = 300;',

@@ -7,8 +7,16 @@ export interface GemmConfig {
   mr: number;
   /** Columns of C per micro-tile, a multiple of 4 because one v128 contains 4 floats. */
   nr: number;
-  /** How many k steps one iteration of the micro-kernel loop does. */
+  /**
+   * K steps per iteration of the micro-kernel loop. Above 1, TurboFan hoists the loads of all
+   * steps ahead of the arithmetic and spills registers, so 1 is fastest on Node 20.
+   */
   kUnroll: number;
+  /**
+   * Multiply-add with relaxed-SIMD f32x4.relaxed_madd, which V8 fuses on CPUs with FMA (one
+   * rounding instead of two). Needs a runtime that accepts relaxed SIMD.
+   */
+  fusedMultiplyAdd?: boolean;
 }
 
 /**
@@ -35,46 +43,61 @@ export const DATA_START = 1024;
 export const Job = {
   /** Claim word: the job sequence number above bit TASK_INDEX_BITS, the next task index below. */
   claim: 0,
+  /**
+   * Finished packing tasks, plus 1 once the caller has copied C in. Compute tasks wait until it
+   * reaches packTasks + 1.
+   */
   packDone: 1,
   computeDone: 2,
   packTasks: 3,
   computeTasks: 4,
   /** Sequence number of the job these fields describe, to detect claims of a finished job. */
   sequence: 5,
-  M: 6,
-  N: 7,
-  K: 8,
-  transA: 9,
-  transB: 10,
+  /** Packing tasks whose raw operand data has been copied in; task t waits until it exceeds t. */
+  rawReady: 6,
+  M: 8,
+  N: 9,
+  K: 10,
+  transA: 11,
+  transB: 12,
   /** 1 when C is overwritten, 0 when the product is added to it. */
-  overwrite: 11,
-  rawA: 12,
-  strideA: 13,
-  countA: 14,
-  rawB: 15,
-  strideB: 16,
-  countB: 17,
-  packA: 18,
-  packB: 19,
-  out: 20,
-  batch: 21,
-  stripsM: 22,
-  stripsN: 23,
-  aTasksPerMatrix: 24,
-  stripsPerATask: 25,
-  bTasksPerMatrix: 26,
-  stripsPerBTask: 27,
-  tileStripsM: 28,
-  tileStripsN: 29,
-  tilesM: 30,
-  tilesN: 31,
-  kc: 32,
-  scratch: 33,
-  packedABytes: 34,
-  packedBBytes: 35,
-  outMatrixBytes: 36,
+  overwrite: 13,
+  out: 14,
+  batch: 15,
+  tileStripsM: 16,
+  tileStripsN: 17,
+  tilesM: 18,
+  tilesN: 19,
+  kc: 20,
+  scratch: 21,
+  outMatrixBytes: 22,
+  // Operand A: raw copy, batch stride, distinct matrices (1 when broadcast), packed panels and
+  // the packing task grid (strip chunks x K chunks per matrix).
+  rawA: 24,
+  strideA: 25,
+  countA: 26,
+  packA: 27,
+  packedABytes: 28,
+  stripsA: 29,
+  tasksPerMatrixA: 30,
+  stripsPerTaskA: 31,
+  kChunksA: 32,
+  kPerTaskA: 33,
+  // Operand B, the same fields.
+  rawB: 40,
+  strideB: 41,
+  countB: 42,
+  packB: 43,
+  packedBBytes: 44,
+  stripsB: 45,
+  tasksPerMatrixB: 46,
+  stripsPerTaskB: 47,
+  kChunksB: 48,
+  kPerTaskB: 49,
 } as const;
-export const JOB_SLOTS = 40;
+/** Offset from an A field to the same field of B. */
+export const OPERAND_B_OFFSET = Job.rawB - Job.rawA;
+export const JOB_SLOTS = 56;
 
 /** The claim word splits into a job sequence number and a task index. */
 export const TASK_INDEX_BITS = 22;

@@ -6,15 +6,24 @@
 // are padded with zeros. Transposes therefore cost only in packing. The micro-kernel keeps an
 // MR x NR tile of C in v128 locals and, for each k, multiplies a broadcast element of the A strip
 // with the NR/4 vectors of the B strip. A compute task owns one tile of C (several strips each
-// way) and walks K in blocks of KC, so the A strips of the tile stay in L2 and one B strip in L1
-// while the kernel sweeps over them.
+// way) and walks K in blocks of KC. The A strips of the tile then stay in L2, and one B strip
+// stays in L1 while the kernel sweeps over them.
 //
 // Work is split into tasks claimed through one atomic counter: first the packing tasks, then the
 // compute tasks, which wait until all packing is done. Threads that start late or run slowly
 // simply claim fewer tasks.
+import { wasm } from './wasm-api.js';
 import { ValType, type FunctionDefinition, encodeModule } from './wasm-binary.js';
 import { control, f32, f32x4, FunctionBuilder, i32, i64, local, memory, seq, v128, type Code } from './wasm-code.js';
-import { Job, JOB_ADDRESS, STATS_ADDRESS, TASK_INDEX_BITS, type GemmConfig } from './gemm-layout.js';
+import {
+  CONTROL_ERROR,
+  Job,
+  JOB_ADDRESS,
+  OPERAND_B_OFFSET,
+  STATS_ADDRESS,
+  TASK_INDEX_BITS,
+  type GemmConfig,
+} from './gemm-layout.js';
 
 const { i32: I32, v128: V128 } = ValType;
 
@@ -37,7 +46,7 @@ function jobField(slot: number): Code {
 /**
  * Micro-kernel `(pa, pb, kc, pc, ldc, overwrite)`: C[MR x NR] at byte address pc with row stride
  * ldc bytes gets sum over k < kc of A strip[k][i] * B strip[k][j], added to C unless overwrite is
- * non-zero. kc must be at least 1.
+ * non-zero.
  */
 function buildMicroKernel(config: GemmConfig): FunctionDefinition {
   const { mr, nr, kUnroll } = config;
@@ -62,7 +71,10 @@ function buildMicroKernel(config: GemmConfig): FunctionDefinition {
     for (let i = 0; i < mr; i++) {
       parts.push(local.set(aVec, v128.load32Splat(get(pa), (u * mr + i) * 4)));
       for (let j = 0; j < vectorsPerRow; j++) {
-        parts.push(local.set(acc[i][j], f32x4.add(get(acc[i][j]), f32x4.mul(get(aVec), get(bVec[j])))));
+        const product = config.fusedMultiplyAdd
+          ? f32x4.relaxedMadd(get(aVec), get(bVec[j]), get(acc[i][j]))
+          : f32x4.add(get(acc[i][j]), f32x4.mul(get(aVec), get(bVec[j])));
+        parts.push(local.set(acc[i][j], product));
       }
     }
     return seq(...parts);
@@ -274,109 +286,75 @@ function buildTransposeCopy(
   return fb.forRange(group, c(0), c(width / 4), 1, oneGroup);
 }
 
+/** Job fields of one operand: A's slots, or B's at OPERAND_B_OFFSET. */
+function operandField(slotOfA: number, isB: boolean): Code {
+  return jobField(slotOfA + (isB ? OPERAND_B_OFFSET : 0));
+}
+
 /**
- * `(t)`: packing task t. Tasks [0, countA * aTasksPerMatrix) pack a run of A strips of one A
- * matrix; the rest pack runs of B strips.
+ * `(t)`: packing task t. Tasks [0, countA * tasksPerMatrixA) pack A, the rest pack B. Within a
+ * matrix, a task covers a run of strips and a run of k. The caller picks the grid so that each
+ * task reads one contiguous range of the raw operand: whole rows of a k-contiguous operand
+ * (runs of strips, every k), or whole k-rows otherwise (runs of k, every strip).
  */
 function buildPackTask(config: GemmConfig): FunctionDefinition {
-  const { mr, nr } = config;
   const fb = new FunctionBuilder([I32]);
   const t = fb.param(0);
-  const matrix = fb.local(I32);
-  const strip = fb.local(I32);
-  const stripEnd = fb.local(I32);
-  const laneStep = fb.local(I32);
-  const kStep = fb.local(I32);
-  const lane0 = fb.local(I32);
-  const aTasks = fb.local(I32);
-  const minA = fb.local(I32);
-  const minB = fb.local(I32);
-  const M = jobField(Job.M);
-  const N = jobField(Job.N);
+  const [matrix, chunk, strip, stripEnd, k0, kCount] = [0, 1, 2, 3, 4, 5].map(() => fb.local(I32));
+  const [laneStep, kStep, lane0, dstBase, srcBase, tasksA] = [0, 1, 2, 3, 4, 5].map(() => fb.local(I32));
+  const [minA, minB] = [fb.local(I32), fb.local(I32)];
   const K = jobField(Job.K);
 
-  /** Sets matrix, strip and stripEnd for task index `index` of one operand. */
-  const locateStrips = (index: Code, tasksPerMatrix: Code, stripsPerTask: Code, strips: Code): Code =>
-    seq(
-      local.set(matrix, i32.divU(index, tasksPerMatrix)),
-      local.set(strip, i32.mul(i32.remU(index, tasksPerMatrix), stripsPerTask)),
-      local.set(stripEnd, i32.minU(i32.add(get(strip), stripsPerTask), strips, minA, minB)),
-    );
-
-  const packA = seq(
-    locateStrips(get(t), jobField(Job.aTasksPerMatrix), jobField(Job.stripsPerATask), jobField(Job.stripsM)),
+  const packOperand = (isB: boolean, index: Code): Code => {
+    const field = (slot: number): Code => operandField(slot, isB);
+    const width = isB ? config.nr : config.mr;
+    const lanes = jobField(isB ? Job.N : Job.M);
     // op(A)[m][k] sits at m * K + k, or at k * M + m when A is stored transposed.
-    control.if(
-      jobField(Job.transA),
-      seq(local.set(laneStep, c(4)), local.set(kStep, i32.shl(M, c(2)))),
-      seq(local.set(laneStep, i32.shl(K, c(2))), local.set(kStep, c(4))),
-    ),
-    control.block(
-      control.loop(
-        seq(
-          control.brIf(1, i32.geU(get(strip), get(stripEnd))),
-          local.set(lane0, i32.mul(get(strip), c(mr))),
-          control.call(
-            FN_PACK_STRIP_A,
-            i32.add(
-              i32.add(jobField(Job.packA), i32.mul(get(matrix), jobField(Job.packedABytes))),
-              i32.mul(get(strip), i32.mul(K, c(mr * 4))),
-            ),
-            i32.add(
-              i32.add(jobField(Job.rawA), i32.mul(get(matrix), jobField(Job.strideA))),
-              i32.mul(get(lane0), get(laneStep)),
-            ),
-            get(laneStep),
-            get(kStep),
-            i32.minU(c(mr), i32.sub(M, get(lane0)), minA, minB),
-            K,
-          ),
-          local.set(strip, i32.add(get(strip), c(1))),
-          control.br(0),
-        ),
-      ),
-    ),
-  );
-
-  const packB = seq(
-    locateStrips(
-      i32.sub(get(t), get(aTasks)),
-      jobField(Job.bTasksPerMatrix),
-      jobField(Job.stripsPerBTask),
-      jobField(Job.stripsN),
-    ),
     // op(B)[k][n] sits at k * N + n, or at n * K + k when B is stored transposed.
-    control.if(
-      jobField(Job.transB),
-      seq(local.set(laneStep, i32.shl(K, c(2))), local.set(kStep, c(4))),
-      seq(local.set(laneStep, c(4)), local.set(kStep, i32.shl(N, c(2)))),
-    ),
-    control.block(
-      control.loop(
-        seq(
-          control.brIf(1, i32.geU(get(strip), get(stripEnd))),
-          local.set(lane0, i32.mul(get(strip), c(nr))),
-          control.call(
-            FN_PACK_STRIP_B,
-            i32.add(
-              i32.add(jobField(Job.packB), i32.mul(get(matrix), jobField(Job.packedBBytes))),
-              i32.mul(get(strip), i32.mul(K, c(nr * 4))),
-            ),
-            i32.add(
-              i32.add(jobField(Job.rawB), i32.mul(get(matrix), jobField(Job.strideB))),
-              i32.mul(get(lane0), get(laneStep)),
-            ),
-            get(laneStep),
-            get(kStep),
-            i32.minU(c(nr), i32.sub(N, get(lane0)), minA, minB),
-            K,
-          ),
-          local.set(strip, i32.add(get(strip), c(1))),
-          control.br(0),
+    const kContiguous = isB ? jobField(Job.transB) : i32.eqz(jobField(Job.transA));
+    return seq(
+      local.set(matrix, i32.divU(index, field(Job.tasksPerMatrixA))),
+      local.set(chunk, i32.remU(index, field(Job.tasksPerMatrixA))),
+      local.set(strip, i32.mul(i32.divU(get(chunk), field(Job.kChunksA)), field(Job.stripsPerTaskA))),
+      local.set(stripEnd, i32.minU(i32.add(get(strip), field(Job.stripsPerTaskA)), field(Job.stripsA), minA, minB)),
+      local.set(k0, i32.mul(i32.remU(get(chunk), field(Job.kChunksA)), field(Job.kPerTaskA))),
+      local.set(kCount, i32.minU(field(Job.kPerTaskA), i32.sub(K, get(k0)), minA, minB)),
+      control.if(
+        kContiguous,
+        seq(local.set(laneStep, i32.shl(K, c(2))), local.set(kStep, c(4))),
+        seq(local.set(laneStep, c(4)), local.set(kStep, i32.shl(lanes, c(2)))),
+      ),
+      local.set(
+        dstBase,
+        i32.add(
+          i32.add(field(Job.packA), i32.mul(get(matrix), field(Job.packedABytes))),
+          i32.mul(get(k0), c(width * 4)),
         ),
       ),
-    ),
-  );
+      local.set(
+        srcBase,
+        i32.add(i32.add(field(Job.rawA), i32.mul(get(matrix), field(Job.strideA))), i32.mul(get(k0), get(kStep))),
+      ),
+      fb.forRange(
+        strip,
+        get(strip),
+        get(stripEnd),
+        1,
+        seq(
+          local.set(lane0, i32.mul(get(strip), c(width))),
+          control.call(
+            isB ? FN_PACK_STRIP_B : FN_PACK_STRIP_A,
+            i32.add(get(dstBase), i32.mul(get(strip), i32.mul(K, c(width * 4)))),
+            i32.add(get(srcBase), i32.mul(get(lane0), get(laneStep))),
+            get(laneStep),
+            get(kStep),
+            i32.minU(c(width), i32.sub(lanes, get(lane0)), minA, minB),
+            get(kCount),
+          ),
+        ),
+      ),
+    );
+  };
 
   return {
     name: 'packTask',
@@ -384,8 +362,12 @@ function buildPackTask(config: GemmConfig): FunctionDefinition {
     results: [],
     locals: fb.locals,
     body: seq(
-      local.set(aTasks, i32.mul(jobField(Job.countA), jobField(Job.aTasksPerMatrix))),
-      control.if(i32.ltU(get(t), get(aTasks)), packA, packB),
+      local.set(tasksA, i32.mul(jobField(Job.countA), jobField(Job.tasksPerMatrixA))),
+      control.if(
+        i32.ltU(get(t), get(tasksA)),
+        packOperand(false, get(t)),
+        packOperand(true, i32.sub(get(t), get(tasksA))),
+      ),
     ),
     exported: false,
   };
@@ -417,9 +399,9 @@ function buildComputeTask(config: GemmConfig): FunctionDefinition {
     local.set(tileM, i32.divU(get(rest), jobField(Job.tilesN))),
     local.set(tileN, i32.remU(get(rest), jobField(Job.tilesN))),
     local.set(stripM0, i32.mul(get(tileM), jobField(Job.tileStripsM))),
-    local.set(stripM1, i32.minU(i32.add(get(stripM0), jobField(Job.tileStripsM)), jobField(Job.stripsM), minA, minB)),
+    local.set(stripM1, i32.minU(i32.add(get(stripM0), jobField(Job.tileStripsM)), jobField(Job.stripsA), minA, minB)),
     local.set(stripN0, i32.mul(get(tileN), jobField(Job.tileStripsN))),
-    local.set(stripN1, i32.minU(i32.add(get(stripN0), jobField(Job.tileStripsN)), jobField(Job.stripsN), minA, minB)),
+    local.set(stripN1, i32.minU(i32.add(get(stripN0), jobField(Job.tileStripsN)), jobField(Job.stripsB), minA, minB)),
     // A broadcast operand (batch stride 0) was packed once: countA is 1 and the remainder is 0.
     local.set(
       aBase,
@@ -475,8 +457,9 @@ function buildComputeTask(config: GemmConfig): FunctionDefinition {
 }
 
 /**
- * `run(tid)`: claims and runs tasks of the current job until none are left. Every thread calls it,
- * and compute tasks wait (memory.atomic.wait32) until every packing task has finished.
+ * `run(tid)`: claims and runs tasks of the current job until none are left. Every thread calls it.
+ * A packing task first waits until the caller has copied its raw data in (rawReady), and compute
+ * tasks wait until packDone reaches packBarrier: every packing task done and C copied in.
  */
 function buildRun(): FunctionDefinition {
   const fb = new FunctionBuilder([I32]);
@@ -485,25 +468,33 @@ function buildRun(): FunctionDefinition {
   const t = fb.local(I32);
   const packTasks = fb.local(I32);
   const computeTasks = fb.local(I32);
+  const barrier = fb.local(I32);
   const seen = fb.local(I32);
   const field = (slot: number): Code => c(JOB_ADDRESS + 4 * slot);
   const statsAddress = i32.add(c(STATS_ADDRESS), i32.shl(get(tid), c(2)));
 
-  const finish = (doneSlot: number, total: number): Code =>
+  /** Adds 1 to the counter at `doneSlot` and wakes its waiters when it reaches `total`. */
+  const finish = (doneSlot: number, total: Code): Code =>
     control.if(
-      i32.eq(i32.add(i32.atomicAdd(field(doneSlot), c(1)), c(1)), get(total)),
+      i32.eq(i32.add(i32.atomicAdd(field(doneSlot), c(1)), c(1)), total),
       control.drop(memory.atomicNotify(field(doneSlot), c(-1))),
     );
 
-  const waitForPacking = control.block(
-    control.loop(
-      seq(
-        control.brIf(1, i32.geU(local.tee(seen, i32.atomicLoad(field(Job.packDone))), get(packTasks))),
-        control.drop(memory.atomicWait32(field(Job.packDone), get(seen), i64.const(-1))), // -1: no timeout
-        control.br(0),
+  /**
+   * Blocks while the counter at `slot` is below `target`. Every 100 ms it checks whether a worker
+   * trapped, which would leave the counter short forever, and then returns from run.
+   */
+  const waitUntil = (slot: number, target: Code): Code =>
+    control.block(
+      control.loop(
+        seq(
+          control.brIf(1, i32.geU(local.tee(seen, i32.atomicLoad(field(slot))), target)),
+          control.if(i32.atomicLoad(c(4 * CONTROL_ERROR)), control.return()),
+          control.drop(memory.atomicWait32(field(slot), get(seen), i64.const(100_000_000))),
+          control.br(0),
+        ),
       ),
-    ),
-  );
+    );
 
   const claimLoop = control.loop(
     seq(
@@ -519,14 +510,19 @@ function buildRun(): FunctionDefinition {
         control.return(),
       ),
       control.if(i32.geU(get(t), i32.add(get(packTasks), get(computeTasks))), control.return()),
+      local.set(barrier, i32.add(get(packTasks), c(1))),
       i32.store(statsAddress, i32.add(i32.load(statsAddress), c(1))),
       control.if(
         i32.ltU(get(t), get(packTasks)),
-        seq(control.call(FN_PACK_TASK, get(t)), finish(Job.packDone, packTasks)),
         seq(
-          waitForPacking,
+          waitUntil(Job.rawReady, i32.add(get(t), c(1))),
+          control.call(FN_PACK_TASK, get(t)),
+          finish(Job.packDone, get(barrier)),
+        ),
+        seq(
+          waitUntil(Job.packDone, get(barrier)),
           control.call(FN_COMPUTE_TASK, i32.sub(get(t), get(packTasks)), get(tid)),
-          finish(Job.computeDone, computeTasks),
+          finish(Job.computeDone, get(computeTasks)),
         ),
       ),
       control.br(0),
@@ -536,11 +532,29 @@ function buildRun(): FunctionDefinition {
   return { name: 'run', params: fb.params, results: [], locals: fb.locals, body: claimLoop, exported: true };
 }
 
+/**
+ * Returns whether this runtime accepts relaxed-SIMD f32x4.relaxed_madd. Node 20 (V8 11.3) rejects
+ * it unless started with --experimental-wasm-relaxed-simd.
+ */
+export function relaxedSimdSupported(): boolean {
+  const fb = new FunctionBuilder([I32]);
+  const address = get(fb.param(0));
+  const body = v128.store(address, f32x4.relaxedMadd(v128.load(address), v128.load(address), v128.load(address)));
+  const probe = { name: 'probe', params: fb.params, results: [], locals: fb.locals, body, exported: false };
+  return wasm.validate(encodeModule({ initialPages: 1, maximumPages: 1, shared: true }, [probe]));
+}
+
 /** Builds the module bytes for `config`; it imports a shared memory as `env.memory`. */
 export function buildGemmModule(config: GemmConfig, maximumPages: number): Uint8Array {
   if (config.nr % 4 !== 0 || config.mr < 1 || config.kUnroll < 1) {
     throw new Error(
       `buildGemmModule: nr must be a multiple of 4 and mr, kUnroll at least 1, got mr=${config.mr} nr=${config.nr} kUnroll=${config.kUnroll}`,
+    );
+  }
+  if (config.fusedMultiplyAdd === true && !relaxedSimdSupported()) {
+    throw new Error(
+      'buildGemmModule: fusedMultiplyAdd needs relaxed SIMD, which this runtime rejects; ' +
+        'start Node 20 with --experimental-wasm-relaxed-simd or turn fusedMultiplyAdd off',
     );
   }
   const functions = [

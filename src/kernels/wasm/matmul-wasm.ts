@@ -2,44 +2,32 @@
 // writes the job descriptor, runs the tasks on the caller's thread and on the workers, and copies
 // the result back into the caller's array.
 import type { MatmulGeometry } from '../types.js';
-import { buildGemmModule } from './gemm-module.js';
+import { buildGemmModule, relaxedSimdSupported } from './gemm-module.js';
 import {
   CONTROL_ERROR,
-  DATA_START,
   Job,
   JOB_ADDRESS,
   JOB_SLOTS,
   MAX_TASKS_PER_JOB,
   MAX_THREADS,
+  OPERAND_B_OFFSET,
   SEQUENCE_MODULUS,
   STATS_ADDRESS,
   TASK_INDEX_BITS,
   type GemmConfig,
 } from './gemm-layout.js';
+import { batchSpan, planJob, rawRange, type GemmBlocking, type JobPlan, type OperandPlan } from './job-plan.js';
 import { WorkerPool } from './thread-pool.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 const PAGE_BYTES = 65536;
 /** wasm32 addresses stop at 4 GiB. */
 const MAX_PAGES = 65536;
-const ALIGN_BYTES = 64;
 const DEFAULT_JOB_BYTES_TARGET = 512 * 1024 * 1024;
 
-/** Cache blocking and task sizes, in elements. */
-export interface GemmBlocking {
-  /** K block: how many k steps a micro-kernel call covers. */
-  kc: number;
-  /** Rows of C per compute task (rounded up to whole strips). */
-  tileRows: number;
-  /** Columns of C per compute task (rounded up to whole strips). */
-  tileCols: number;
-  /** Packed floats per packing task. */
-  packTaskFloats: number;
-  /** Minimum compute tasks per thread: tiles shrink until a job has this many. */
-  minTasksPerThread: number;
-}
-
 /** Settings of one engine. */
+export type { GemmBlocking } from './job-plan.js';
+
 export interface WasmEngineOptions {
   config: GemmConfig;
   blocking: GemmBlocking;
@@ -54,17 +42,6 @@ export interface WasmEngineOptions {
    * runs). The memory never shrinks, so this caps its growth on long batches.
    */
   jobBytesTarget?: number;
-}
-
-/** Byte addresses of one job's buffers in the shared memory. */
-interface JobLayout {
-  scratch: number;
-  rawA: number;
-  rawB: number;
-  out: number;
-  packA: number;
-  packB: number;
-  end: number;
 }
 
 /** Wall time the calling thread spent in each phase of all jobs so far, in milliseconds. */
@@ -82,8 +59,8 @@ export interface WasmEngineTimings {
 /** Statistics and settings reported by `wasmInfo()`. */
 export interface WasmEngineInfo {
   simd: true;
-  /** Relaxed SIMD (fused multiply-add) needs `--experimental-wasm-relaxed-simd` on Node 20, so the module does not use it. */
-  relaxedSimd: false;
+  /** Whether the runtime accepts relaxed-SIMD fused multiply-add; config.fusedMultiplyAdd shows whether the kernel uses it. */
+  relaxedSimdAvailable: boolean;
   threads: number;
   workersStarted: number;
   workersReady: number;
@@ -99,20 +76,11 @@ export interface WasmEngineInfo {
   timings: WasmEngineTimings;
 }
 
-function alignUp(value: number, alignment: number): number {
-  return Math.ceil(value / alignment) * alignment;
-}
-
 function describeShape(g: MatmulGeometry): string {
   return (
     `batch=${g.batch} M=${g.M} N=${g.N} K=${g.K} transA=${g.transA} transB=${g.transB} ` +
     `strides A=${g.strideA} B=${g.strideB} out=${g.strideOut}`
   );
-}
-
-/** Elements a batch of `count` matrices spans when each has `size` elements and they start `stride` apart. */
-function batchSpan(count: number, stride: number, size: number): number {
-  return (count - 1) * stride + size;
 }
 
 /** Throws unless `g` is a valid geometry whose matrices all lie inside the given arrays. */
@@ -157,7 +125,7 @@ export class WasmGemmEngine {
   private readonly timings: WasmEngineTimings = { copyInMs: 0, runMs: 0, waitMs: 0, copyOutMs: 0 };
   private readonly maxPages: number;
   private readonly jobBytesTarget: number;
-  /** Set after the calling thread trapped inside a job. */
+  /** Set after a thread trapped inside a job; the engine then rejects every call. */
   private failure: string | undefined;
 
   constructor(options: WasmEngineOptions) {
@@ -180,6 +148,11 @@ export class WasmGemmEngine {
     this.heap = new Float32Array(this.memory.buffer);
   }
 
+  /** True after a thread trapped inside a job: create a new engine to continue. */
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
   setThreads(threads: number): void {
     if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
       throw new Error(`setWasmThreads: thread count must be an integer in [1, ${MAX_THREADS}], got ${threads}`);
@@ -199,7 +172,7 @@ export class WasmGemmEngine {
     const used = Math.max(this.threads, (this.pool?.started ?? 0) + 1);
     return {
       simd: true,
-      relaxedSimd: false,
+      relaxedSimdAvailable: relaxedSimdSupported(),
       threads: this.threads,
       workersStarted: this.pool?.started ?? 0,
       workersReady: this.pool?.ready ?? 0,
@@ -217,7 +190,7 @@ export class WasmGemmEngine {
   /** Computes `out[b] (+)= op(A[b]) · op(B[b])` for every batch entry; see MatmulGeometry. */
   matmul(a: Float32Array, b: Float32Array, out: Float32Array, g: MatmulGeometry): void {
     if (this.failure !== undefined) {
-      throw new Error(`${this.failure}; this engine is unusable, create a new one`);
+      throw new Error(`${this.failure}; this engine is unusable, so create a new one`);
     }
     checkGeometry(a, b, out, g);
     const { batch, M, N, K } = g;
@@ -247,29 +220,11 @@ export class WasmGemmEngine {
     }
   }
 
-  /** Bytes the shared memory needs for `count` batch entries of `g`. */
-  private layoutFor(g: MatmulGeometry, count: number): JobLayout {
-    const { M, N, K } = g;
-    const { mr, nr } = this.config;
-    const countA = g.strideA === 0 ? 1 : count;
-    const countB = g.strideB === 0 ? 1 : count;
-    const packedA = Math.ceil(M / mr) * mr * K * 4;
-    const packedB = Math.ceil(N / nr) * nr * K * 4;
-
-    const scratch = DATA_START;
-    const rawA = alignUp(scratch + MAX_THREADS * mr * nr * 4, ALIGN_BYTES);
-    const rawB = alignUp(rawA + batchSpan(countA, g.strideA, M * K) * 4, ALIGN_BYTES);
-    const out = alignUp(rawB + batchSpan(countB, g.strideB, K * N) * 4, ALIGN_BYTES);
-    const packA = alignUp(out + count * M * N * 4, ALIGN_BYTES);
-    const packB = alignUp(packA + countA * packedA, ALIGN_BYTES);
-    const end = packB + countB * packedB;
-    return { scratch, rawA, rawB, out, packA, packB, end };
-  }
-
   /** Batch entries per job: as many as fit in jobBytesTarget, and at least one. */
   private batchChunk(g: MatmulGeometry): number {
     const maxBytes = this.maxPages * PAGE_BYTES;
-    const oneEntry = this.layoutFor(g, 1).end;
+    const plan = (count: number): JobPlan => planJob(g, count, this.config, this.blocking, this.threads);
+    const oneEntry = plan(1).layout.end;
     if (oneEntry > maxBytes) {
       throw new Error(
         `matmulWasm: ${describeShape(g)} needs ${oneEntry} bytes of WebAssembly memory for one batch entry ` +
@@ -278,12 +233,15 @@ export class WasmGemmEngine {
       );
     }
     const target = Math.max(this.jobBytesTarget, oneEntry);
-    const maxTasks = (count: number): number => this.computeTaskCount(g, count) + this.packTaskCount(g, count);
+    const fits = (count: number): boolean => {
+      const candidate = plan(count);
+      return candidate.layout.end <= target && candidate.packTasks + candidate.computeTasks <= MAX_TASKS_PER_JOB;
+    };
     let low = 1;
     let high = g.batch;
     while (low < high) {
       const mid = Math.ceil((low + high) / 2);
-      if (this.layoutFor(g, mid).end <= target && maxTasks(mid) <= MAX_TASKS_PER_JOB) low = mid;
+      if (fits(mid)) low = mid;
       else high = mid - 1;
     }
     return low;
@@ -298,59 +256,26 @@ export class WasmGemmEngine {
     }
   }
 
-  private stripsPerPackTask(width: number, K: number): number {
-    return Math.max(1, Math.floor(this.blocking.packTaskFloats / (width * K)));
-  }
-
-  private packTaskCount(g: MatmulGeometry, count: number): number {
-    const { mr, nr } = this.config;
-    const countA = g.strideA === 0 ? 1 : count;
-    const countB = g.strideB === 0 ? 1 : count;
-    const aTasks = Math.ceil(Math.ceil(g.M / mr) / this.stripsPerPackTask(mr, g.K));
-    const bTasks = Math.ceil(Math.ceil(g.N / nr) / this.stripsPerPackTask(nr, g.K));
-    return countA * aTasks + countB * bTasks;
-  }
-
-  /** Tile size in strips, shrunk until the job has enough tasks for each of `threads`. */
-  private tileStrips(g: MatmulGeometry, count: number, threads: number): [number, number] {
-    const { mr, nr } = this.config;
-    const stripsM = Math.ceil(g.M / mr);
-    const stripsN = Math.ceil(g.N / nr);
-    let tileM = Math.min(stripsM, Math.ceil(this.blocking.tileRows / mr));
-    let tileN = Math.min(stripsN, Math.ceil(this.blocking.tileCols / nr));
-    const minTasks = this.blocking.minTasksPerThread * threads;
-    while (count * Math.ceil(stripsM / tileM) * Math.ceil(stripsN / tileN) < minTasks && (tileM > 1 || tileN > 1)) {
-      if (tileM * mr >= tileN * nr && tileM > 1) tileM = Math.ceil(tileM / 2);
-      else if (tileN > 1) tileN = Math.ceil(tileN / 2);
-      else tileM = Math.ceil(tileM / 2);
-    }
-    return [tileM, tileN];
-  }
-
-  private computeTaskCount(g: MatmulGeometry, count: number): number {
-    const [tileM, tileN] = this.tileStrips(g, count, this.threads);
-    return count * Math.ceil(Math.ceil(g.M / this.config.mr) / tileM) * Math.ceil(Math.ceil(g.N / this.config.nr) / tileN);
-  }
-
   /** Runs batch entries [first, first + count) as one job. */
   private runChunk(a: Float32Array, b: Float32Array, out: Float32Array, g: MatmulGeometry, first: number, count: number): void {
     const { M, N, K } = g;
     const started = performance.now();
-    const layout = this.layoutFor(g, count);
-    this.ensureMemory(layout.end);
-    this.copyInputs(a, b, out, g, first, count, layout);
-    const copiedIn = performance.now();
-
     const flops = 2 * M * N * K * count;
     const threaded = this.threads > 1 && flops >= this.parallelThresholdFlops;
     if (threaded) this.startWorkers();
+    const plan = planJob(g, count, this.config, this.blocking, threaded ? this.threads : 1);
+    this.ensureMemory(plan.layout.end);
 
-    const computeTasks = this.writeJob(g, count, layout, threaded ? this.threads : 1);
+    this.writeJob(g, count, plan);
+    // With workers awake, they pack each range as soon as it is copied in.
     if (threaded && this.pool !== undefined) {
       this.pool.wake(this.threads);
       this.threadedJobs++;
     }
     this.jobs++;
+    this.copyInputs(a, b, out, g, first, count, plan, threaded);
+    const copiedIn = performance.now();
+
     try {
       this.run(0);
     } catch (error) {
@@ -359,12 +284,12 @@ export class WasmGemmEngine {
       throw new Error(`${this.failure}; please report the shape`, { cause: error });
     }
     const ran = performance.now();
-    this.waitForJob(computeTasks, g);
+    this.waitForJob(plan.computeTasks, g);
     const waited = performance.now();
 
     const size = M * N;
     for (let i = 0; i < count; i++) {
-      const from = layout.out / 4 + i * size;
+      const from = plan.layout.out / 4 + i * size;
       out.set(this.heap.subarray(from, from + size), (first + i) * g.strideOut);
     }
 
@@ -374,6 +299,11 @@ export class WasmGemmEngine {
     this.timings.copyOutMs += performance.now() - waited;
   }
 
+  /**
+   * Copies A and B (and C when accumulating) into the memory and publishes them to the packing
+   * tasks. With `inStages`, A and B go in one packing task's range at a time, so workers pack
+   * while the caller copies. The caller then adds 1 to packDone, which opens the compute tasks.
+   */
   private copyInputs(
     a: Float32Array,
     b: Float32Array,
@@ -381,49 +311,63 @@ export class WasmGemmEngine {
     g: MatmulGeometry,
     first: number,
     count: number,
-    layout: JobLayout,
+    plan: JobPlan,
+    inStages: boolean,
   ): void {
-    const { M, N, K } = g;
-    const spanA = g.strideA === 0 ? M * K : batchSpan(count, g.strideA, M * K);
-    const spanB = g.strideB === 0 ? K * N : batchSpan(count, g.strideB, K * N);
-    const startA = first * g.strideA;
-    const startB = first * g.strideB;
-    this.heap.set(a.subarray(startA, startA + spanA), layout.rawA / 4);
-    this.heap.set(b.subarray(startB, startB + spanB), layout.rawB / 4);
+    const { layout } = plan;
+    const operands: [Float32Array, OperandPlan, number, number][] = [
+      [a, plan.a, first * g.strideA, layout.rawA / 4],
+      [b, plan.b, first * g.strideB, layout.rawB / 4],
+    ];
+    // Overlapping batch entries (0 < stride < size) would copy shared ranges twice, once while a
+    // worker may read them, so they go in whole.
+    const overlapping = operands.some(([, op]) => op.count > 1 && op.stride < op.size);
+
+    if (inStages && !overlapping) {
+      let task = 0;
+      for (const [source, op, sourceStart, target] of operands) {
+        const tasks = op.count * op.tasksPerMatrix;
+        for (let i = 0; i < tasks; i++) {
+          const [start, end] = rawRange(op, i);
+          this.heap.set(source.subarray(sourceStart + start, sourceStart + end), target + start);
+          task++;
+          Atomics.store(this.job, Job.rawReady, task);
+          Atomics.notify(this.job, Job.rawReady);
+        }
+      }
+    } else {
+      for (const [source, op, sourceStart, target] of operands) {
+        const span = batchSpan(op.count, op.stride, op.size);
+        this.heap.set(source.subarray(sourceStart, sourceStart + span), target);
+      }
+      Atomics.store(this.job, Job.rawReady, plan.packTasks);
+      Atomics.notify(this.job, Job.rawReady);
+    }
+
     if (g.accumulate) {
-      const size = M * N;
+      const size = g.M * g.N;
       for (let i = 0; i < count; i++) {
         const from = (first + i) * g.strideOut;
         this.heap.set(out.subarray(from, from + size), layout.out / 4 + i * size);
       }
     }
+    if (Atomics.add(this.job, Job.packDone, 1) + 1 === plan.packTasks + 1) {
+      Atomics.notify(this.job, Job.packDone);
+    }
   }
 
-  /** Writes the job descriptor and opens it for claims; returns the number of compute tasks. */
-  private writeJob(g: MatmulGeometry, count: number, layout: JobLayout, threads: number): number {
+  /** Writes the job descriptor and opens it for claims. */
+  private writeJob(g: MatmulGeometry, count: number, plan: JobPlan): void {
     const { M, N, K } = g;
-    const { mr, nr } = this.config;
+    const { layout } = plan;
     const job = this.job;
-    const countA = g.strideA === 0 ? 1 : count;
-    const countB = g.strideB === 0 ? 1 : count;
-    const stripsM = Math.ceil(M / mr);
-    const stripsN = Math.ceil(N / nr);
-    const stripsPerATask = this.stripsPerPackTask(mr, K);
-    const stripsPerBTask = this.stripsPerPackTask(nr, K);
-    const aTasksPerMatrix = Math.ceil(stripsM / stripsPerATask);
-    const bTasksPerMatrix = Math.ceil(stripsN / stripsPerBTask);
-    const [tileStripsM, tileStripsN] = this.tileStrips(g, count, threads);
-    const tilesM = Math.ceil(stripsM / tileStripsM);
-    const tilesN = Math.ceil(stripsN / tileStripsN);
-    const packTasks = countA * aTasksPerMatrix + countB * bTasksPerMatrix;
-    const computeTasks = count * tilesM * tilesN;
 
     // The new sequence number goes first and the task counts next: a thread that claims from the
     // previous job compares sequences after reading the counts (see the run loop in gemm-module.ts).
     this.sequence = (this.sequence + 1) % SEQUENCE_MODULUS;
     Atomics.store(job, Job.sequence, this.sequence);
-    Atomics.store(job, Job.packTasks, packTasks);
-    Atomics.store(job, Job.computeTasks, computeTasks);
+    Atomics.store(job, Job.packTasks, plan.packTasks);
+    Atomics.store(job, Job.computeTasks, plan.computeTasks);
 
     job[Job.M] = M;
     job[Job.N] = N;
@@ -431,36 +375,37 @@ export class WasmGemmEngine {
     job[Job.transA] = g.transA ? 1 : 0;
     job[Job.transB] = g.transB ? 1 : 0;
     job[Job.overwrite] = g.accumulate ? 0 : 1;
-    job[Job.rawA] = layout.rawA;
-    job[Job.strideA] = g.strideA * 4;
-    job[Job.countA] = countA;
-    job[Job.rawB] = layout.rawB;
-    job[Job.strideB] = g.strideB * 4;
-    job[Job.countB] = countB;
-    job[Job.packA] = layout.packA;
-    job[Job.packB] = layout.packB;
     job[Job.out] = layout.out;
     job[Job.batch] = count;
-    job[Job.stripsM] = stripsM;
-    job[Job.stripsN] = stripsN;
-    job[Job.aTasksPerMatrix] = aTasksPerMatrix;
-    job[Job.stripsPerATask] = stripsPerATask;
-    job[Job.bTasksPerMatrix] = bTasksPerMatrix;
-    job[Job.stripsPerBTask] = stripsPerBTask;
-    job[Job.tileStripsM] = tileStripsM;
-    job[Job.tileStripsN] = tileStripsN;
-    job[Job.tilesM] = tilesM;
-    job[Job.tilesN] = tilesN;
+    job[Job.tileStripsM] = plan.tileStripsM;
+    job[Job.tileStripsN] = plan.tileStripsN;
+    job[Job.tilesM] = plan.tilesM;
+    job[Job.tilesN] = plan.tilesN;
     job[Job.kc] = this.blocking.kc;
     job[Job.scratch] = layout.scratch;
-    job[Job.packedABytes] = stripsM * mr * K * 4;
-    job[Job.packedBBytes] = stripsN * nr * K * 4;
     job[Job.outMatrixBytes] = M * N * 4;
+    this.writeOperand(plan.a, layout.rawA, layout.packA, 0);
+    this.writeOperand(plan.b, layout.rawB, layout.packB, OPERAND_B_OFFSET);
 
+    Atomics.store(job, Job.rawReady, 0);
     Atomics.store(job, Job.packDone, 0);
     Atomics.store(job, Job.computeDone, 0);
     Atomics.store(job, Job.claim, this.sequence << TASK_INDEX_BITS);
-    return computeTasks;
+  }
+
+  /** Writes one operand's fields; `offset` is 0 for A and OPERAND_B_OFFSET for B. */
+  private writeOperand(op: OperandPlan, raw: number, packed: number, offset: number): void {
+    const job = this.job;
+    job[Job.rawA + offset] = raw;
+    job[Job.strideA + offset] = op.stride * 4;
+    job[Job.countA + offset] = op.count;
+    job[Job.packA + offset] = packed;
+    job[Job.packedABytes + offset] = op.packedBytes;
+    job[Job.stripsA + offset] = op.strips;
+    job[Job.tasksPerMatrixA + offset] = op.tasksPerMatrix;
+    job[Job.stripsPerTaskA + offset] = op.stripsPerTask;
+    job[Job.kChunksA + offset] = op.kChunks;
+    job[Job.kPerTaskA + offset] = op.kPerTask;
   }
 
   /** Blocks until every compute task of the job has finished, or a worker reports a trap. */
@@ -470,11 +415,10 @@ export class WasmGemmEngine {
       if (done >= computeTasks) return;
       const failed = Atomics.load(this.control, CONTROL_ERROR);
       if (failed !== 0) {
-        this.threads = 1;
-        throw new Error(
-          `matmulWasm: worker ${failed} trapped during ${describeShape(g)}; the error is on stderr. ` +
-            'The engine now runs single-threaded; please report the shape',
-        );
+        // Other threads may still be inside this job, so its buffers cannot be reused safely.
+        // NOTE: no test makes a worker trap, so this branch has only been reasoned about.
+        this.failure = `matmulWasm: worker ${failed} trapped during ${describeShape(g)} (the error is on stderr)`;
+        throw new Error(`${this.failure}; please report the shape`);
       }
       Atomics.wait(this.job, Job.computeDone, done, 1000);
     }
