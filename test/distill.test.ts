@@ -269,6 +269,15 @@ describe('distill run', () => {
     await expect(runDistill(options(paths, out, { stages: [1], quick: true }))).rejects.toThrow(/pass --resume/);
   });
 
+  test('resume with changed stage settings is rejected', async () => {
+    const paths = setUp();
+    const out = tempFolder();
+    await runDistill(options(paths, out, { stages: [1], quick: true }));
+    const changed = options(paths, out, { stages: [1], quick: true, resume: true });
+    changed.stageSettings = { ...changed.stageSettings, 1: { ...changed.stageSettings[1], lr: 5e-4 } };
+    await expect(runDistill(changed)).rejects.toThrow(/stage 1: the checkpoint in .* was made with other settings \(lr 0\.001 → 0\.0005\)/);
+  });
+
   test('student of another teacher is rejected', async () => {
     const paths = setUp();
     saveStudentFolder(convertTeacher(randomTeacher(2)), paths.studentDir);

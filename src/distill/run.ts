@@ -155,10 +155,32 @@ function settingsOfStage(options: DistillOptions, stage: StageNumber): TrainingS
       const step = readTrainerState(checkpoint).step;
       throw new InputError(`"${checkpoint}" already contains a stage-${stage} checkpoint (step ${step}); pass --resume to continue the run, or choose another --out`);
     }
-    return readTrainerState(checkpoint).settings;
+    const saved = readTrainerState(checkpoint).settings;
+    rejectChangedSettings(stage, checkpoint, saved, requestedSettings(options, stage));
+    return saved;
   }
+  return requestedSettings(options, stage);
+}
+
+function requestedSettings(options: DistillOptions, stage: StageNumber): TrainingSettings {
   const requested = options.quick ? quickStage(options.stageSettings[stage]) : options.stageSettings[stage];
   return trainingSettings(requested, options.common);
+}
+
+/**
+ * A resumed stage continues with its checkpoint's settings; a command that asks for different
+ * ones (another learning rate, token budget, …) is rejected rather than silently ignored.
+ */
+function rejectChangedSettings(stage: StageNumber, checkpoint: string, saved: TrainingSettings, requested: TrainingSettings): void {
+  const changed = (Object.keys(saved) as Array<keyof TrainingSettings>).filter(
+    (key) => JSON.stringify(saved[key]) !== JSON.stringify(requested[key]),
+  );
+  if (changed.length === 0) return;
+  const details = changed.map((key) => `${key} ${JSON.stringify(saved[key])} → ${JSON.stringify(requested[key])}`).join(', ');
+  throw new InputError(
+    `stage ${stage}: the checkpoint in "${checkpoint}" was made with other settings (${details}); ` +
+      `resume with the original options, or start a new run in another --out`,
+  );
 }
 
 function describeStage(stage: StageNumber, s: TrainingSettings): string {
