@@ -59,6 +59,17 @@ describe('corpus files', () => {
     expect(files).toEqual([join(dir, 'a.md'), join(dir, 'b.txt'), join(dir, 'sub', 'deeper', 'c.TXT'), explicit]);
   });
 
+  it('skips model folders inside a corpus folder', () => {
+    const dir = folder('with-run');
+    mkdirSync(join(dir, 'run', 'model'), { recursive: true });
+    writeFileSync(join(dir, 'text.txt'), 'text');
+    writeFileSync(join(dir, 'run', 'model', 'config.json'), '{}');
+    writeFileSync(join(dir, 'run', 'model', 'model.safetensors'), '');
+    writeFileSync(join(dir, 'run', 'model', 'merges.txt'), '#version: 0.2');
+    const files = listCorpusFiles([dir]).map((f) => f.path);
+    expect(files).toEqual([join(dir, 'text.txt')]);
+  });
+
   it('rejects a missing path', () => {
     const error = captureError(() => listCorpusFiles([join(root, 'nope')]));
     expect(error).toBeInstanceOf(InputError);

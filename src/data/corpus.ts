@@ -29,7 +29,8 @@ export interface CorpusFile {
  * Lists the corpus files under `paths`, in command-line order. A file path is read whatever its
  * extension. A folder is walked recursively in sorted name order, keeping files whose extension
  * is in `extensions`. Hidden entries (names starting with ".") are skipped, and so are symbolic
- * links to folders because they could form cycles. A file reached twice is listed once.
+ * links to folders because they could form cycles, and model folders (config.json beside
+ * model.safetensors) found inside it. A file reached twice is listed once.
  */
 export function listCorpusFiles(paths: readonly string[], extensions: readonly string[] = DEFAULT_EXTENSIONS): CorpusFile[] {
   if (paths.length === 0) throw new InputError('corpus: no data paths given; pass one or more text files or folders');
@@ -72,14 +73,27 @@ function compareNames(a: { name: string }, b: { name: string }): number {
   return a.name < b.name ? -1 : 1;
 }
 
-/** Yields the files under `folder` with an accepted extension, depth first in sorted name order. */
-function* walkFolder(folder: string, extensions: ReadonlySet<string>): Generator<string> {
+/**
+ * Returns whether `entries` make a model folder (config.json beside model.safetensors). Its
+ * merges.txt is a tokenizer file, so a run folder inside a corpus folder must not become data.
+ */
+function isModelFolder(entries: ReadonlyArray<{ name: string }>): boolean {
+  const names = new Set(entries.map((entry) => entry.name));
+  return names.has('config.json') && names.has('model.safetensors');
+}
+
+/**
+ * Yields the files under `folder` with an accepted extension, depth first in sorted name order.
+ * Model folders below the top level are skipped.
+ */
+function* walkFolder(folder: string, extensions: ReadonlySet<string>, depth = 0): Generator<string> {
   const entries = readdirSync(folder, { withFileTypes: true }).sort(compareNames);
+  if (depth > 0 && isModelFolder(entries)) return;
   for (const entry of entries) {
     if (entry.name.startsWith('.')) continue;
     const path = join(folder, entry.name);
     if (entry.isDirectory()) {
-      yield* walkFolder(path, extensions);
+      yield* walkFolder(path, extensions, depth + 1);
       continue;
     }
     const isFile = entry.isFile() || (entry.isSymbolicLink() && statOrUndefined(path)?.isFile() === true);
