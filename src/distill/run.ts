@@ -168,7 +168,7 @@ function requestedSettings(options: DistillOptions, stage: StageNumber): Trainin
 }
 
 /**
- * A resumed stage continues with its checkpoint's settings; a command that asks for different
+ * A resumed stage continues with its checkpoint's settings. A command that requests different
  * ones (another learning rate, token budget, …) is rejected rather than silently ignored.
  */
 function rejectChangedSettings(stage: StageNumber, checkpoint: string, saved: TrainingSettings, requested: TrainingSettings): void {

@@ -1,5 +1,5 @@
-// Elementwise ops. Binary ops broadcast like NumPy; their backward sums the gradient back to each
-// operand's own shape (over prepended axes and over axes where the operand had size 1).
+// Elementwise ops. Binary ops broadcast like NumPy. Their backward sums the gradient back to each
+// operand's own shape, over prepended axes and over axes where the operand had size 1.
 import { record } from '../../autograd/tape.js';
 import type { FloatArray } from '../dtype.js';
 import { broadcastShapes, broadcastStrides, sameShape, sizeOf, type Shape } from '../shape.js';
@@ -182,7 +182,9 @@ export function maximum(a: Tensor, b: Tensor): Tensor {
     for (let i = 0; i < g.length; i++) {
       const x = at(a.data, plan.aIndex, i);
       const y = at(b.data, plan.bIndex, i);
-      const shareA = x > y ? 1 : x < y ? 0 : 0.5;
+      let shareA = 0.5;
+      if (x > y) shareA = 1;
+      else if (x < y) shareA = 0;
       ga[i] *= shareA;
       gb[i] *= 1 - shareA;
     }
