@@ -12,6 +12,7 @@ import { Gpt2Tokenizer } from '../tokenizer/index.js';
 import { findCheckpoint, readTrainerState, type TrainerState } from '../train/checkpoint.js';
 import { type TrainingSettings, tokensPerStep, validateSettings } from '../train/settings.js';
 import { train } from '../train/trainer.js';
+import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from './interrupt.js';
 import { createModel, loadModelFolder, type Architecture, type LanguageModel } from './model-folder.js';
 
 /** Parsed options of `rwkvify pretrain`. */
@@ -40,8 +41,7 @@ export interface PretrainOptions {
   resume: boolean;
 }
 
-/** Exit code of a run stopped with Ctrl-C after saving its checkpoint (128 + SIGINT, as shells use). */
-export const INTERRUPTED_EXIT_CODE = 130;
+export { INTERRUPTED_EXIT_CODE } from './interrupt.js';
 
 /** Option names (camelCase) that set a training setting and must match the checkpoint on --resume. */
 const RESUME_CHECKED: ReadonlyArray<keyof TrainingSettings> = [
@@ -232,42 +232,32 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
   const sampler = new BatchSampler(corpus.tokens, split.train, B, T, settings.seed + 1);
   const heldOut = heldOutBatches(corpus.tokens, split.validation, B, T, settings.evalBatches);
 
-  let stopRequested = false;
-  const onInterrupt = (): void => {
-    if (stopRequested) {
-      process.stderr.write('\nsecond Ctrl-C: exiting now; the last checkpoint on disk is unchanged\n');
-      process.exit(INTERRUPTED_EXIT_CODE);
-    }
-    stopRequested = true;
-    process.stderr.write('\nCtrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)\n');
-  };
-  process.on('SIGINT', onInterrupt);
-  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
-  process.on('SIGTERM', onInterrupt);
-
-  try {
-    const result = await train({
-      model,
-      settings,
-      sampler,
-      heldOut,
-      outDir,
-      saveModel: (dir) => model.save(dir, tokenizer),
-      modelInfo: { arch: model.arch, config: model.configJson },
-      args: { ...options, preset, corpusTokens: corpus.tokens.length, backend: describeBackendChoice() },
-      resumeFrom,
-      stopRequested: () => stopRequested,
-    });
-    if (result.interrupted) {
-      console.log(`interrupted after step ${result.step}; checkpoint saved in ${result.checkpoint}`);
-      console.log(`continue with the same command plus --resume`);
-      return INTERRUPTED_EXIT_CODE;
-    }
-    console.log(`done: ${result.step} steps; model saved in ${result.checkpoint}`);
-    console.log(`try: rwkvify generate --model ${result.checkpoint} --prompt "Once upon a time"`);
-    return 0;
-  } finally {
-    process.off('SIGINT', onInterrupt);
-    process.off('SIGTERM', onInterrupt);
-  }
+  return withInterruptHandling(
+    {
+      first: 'Ctrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)',
+      second: 'second Ctrl-C: exiting now; the last checkpoint on disk is unchanged',
+    },
+    async (stopRequested) => {
+      const result = await train({
+        model,
+        settings,
+        sampler,
+        heldOut,
+        outDir,
+        saveModel: (dir) => model.save(dir, tokenizer),
+        modelInfo: { arch: model.arch, config: model.configJson },
+        args: { ...options, preset, corpusTokens: corpus.tokens.length, backend: describeBackendChoice() },
+        resumeFrom,
+        stopRequested,
+      });
+      if (result.interrupted) {
+        console.log(`interrupted after step ${result.step}; checkpoint saved in ${result.checkpoint}`);
+        console.log(`continue with the same command plus --resume`);
+        return INTERRUPTED_EXIT_CODE;
+      }
+      console.log(`done: ${result.step} steps; model saved in ${result.checkpoint}`);
+      console.log(`try: rwkvify generate --model ${result.checkpoint} --prompt "Once upon a time"`);
+      return 0;
+    },
+  );
 }

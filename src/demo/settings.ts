@@ -5,8 +5,9 @@
 // this project's 2-core build machine at a load average near 8, because another training run and
 // test suites shared the cores. With the small GPT-2 preset (C 128, 4 layers, full 50,257-token
 // vocabulary) and batches of 4 × 128 tokens, stage 1 ran at ~140 tokens/s, stage 2 at ~33 and an
-// RWKV-7 small from scratch at ~50. The lead measured ~200 tokens/s for small GPT-2 pretraining on an idle
-// machine, about 4× the loaded rate, so the estimate for an idle 2-core laptop, in seconds, is:
+// RWKV-7 small from scratch at ~50. Pretraining the same GPT-2 ran at ~200 tokens/s with the
+// cores nearly free (the log in models/gpt2-sotu/TRAINING.md), about 4× the loaded rate, so the
+// estimate for an idle 2-core laptop, in seconds, is:
 //   stage 1  16,384 tokens (32 steps) at ~400 tok/s, time-mix parameters only    ~ 40
 //   stage 2  20,480 tokens (40 steps) at ~110 tok/s, teacher + student + KL      ~185
 //   baseline 36,864 tokens (the student's total) at ~180 tok/s                   ~205
@@ -15,8 +16,8 @@
 // That is about 550 s. The 50,257 × 128 output layer dominates every step, so the student sees
 // only ~37,000 tokens, far from the hundreds of thousands a useful distillation needs: the full
 // demo shows the pipeline and honest numbers, not a converged student.
-// NOTE: the idle-machine rates are extrapolated from the loaded measurements and the lead's
-// figure, not measured end to end; a slower machine takes longer than 10 minutes.
+// NOTE: the idle-machine rates are extrapolated from the loaded measurements and that
+// pretraining rate, not measured end to end; a slower machine takes longer than 10 minutes.
 import { createHash } from 'node:crypto';
 
 import { DEFAULT_COMMON_SETTINGS, DEFAULT_STAGE_SETTINGS, quickStage, STAGE_NUMBERS, trainingSettings, type CommonSettings, type StageNumber, type StageSettings } from '../distill/settings.js';

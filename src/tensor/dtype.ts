@@ -3,9 +3,9 @@ import type { FloatArray } from '../kernels/types.js';
 export type { FloatArray } from '../kernels/types.js';
 
 /**
- * Element type of a tensor. float32 is the default for models; float64 exists so that finite
- * differences in gradient checks are exact enough (float32 central differences carry errors of
- * 1e-4 and more, see test/gradcheck.test.ts).
+ * Element type of a tensor. float32 is the default for models. float64 exists so that finite
+ * differences in gradient checks are exact enough, because float32 central differences carry
+ * errors of 1e-4 and more (test/engine-cases.test.ts shows one).
  */
 export type DType = 'float32' | 'float64';
 

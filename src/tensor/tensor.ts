@@ -14,7 +14,7 @@ export class Tensor {
   requiresGrad = false;
   /** Accumulated gradient of a leaf tensor; null until the first backward pass reaches it. */
   grad: Tensor | null = null;
-  /** How this tensor was computed; null for leaves and for results computed without a graph. */
+  /** Graph node that produced this tensor; null for leaves and for results computed without a graph. */
   node: GraphNode | null = null;
   /** Optional label, for example the checkpoint key of a parameter. */
   name = '';

@@ -9,7 +9,7 @@ import { parseStageList } from '../../distill/settings.js';
 import { POSITION_MODES, type PositionMode } from '../../models/student/index.js';
 import { runDemo } from '../../demo/run.js';
 import { integerAtLeast } from '../options.js';
-import { INTERRUPTED_EXIT_CODE } from '../pretrain.js';
+import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from '../interrupt.js';
 
 /** Receives the exit code of the command that ran. */
 export type ExitCodeSink = (code: number) => void;
@@ -27,35 +27,26 @@ interface DemoCommandOptions {
 
 async function runDemoCommand(options: DemoCommandOptions): Promise<number> {
   if (options.resume && options.restart) throw new InputError('demo: --resume and --restart exclude each other; pass one of them');
-  let stopRequested = false;
-  const onInterrupt = (): void => {
-    if (stopRequested) {
-      process.stderr.write('\nsecond Ctrl-C: exiting now; finished phases and the last checkpoint are kept\n');
-      process.exit(INTERRUPTED_EXIT_CODE);
-    }
-    stopRequested = true;
-    process.stderr.write('\nCtrl-C: stopping after the current step (press Ctrl-C again to exit at once)\n');
-  };
-  process.on('SIGINT', onInterrupt);
-  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
-  process.on('SIGTERM', onInterrupt);
-  try {
-    const result = await runDemo({
-      out: options.out,
-      quick: options.quick,
-      teacher: options.teacher,
-      stages: parseStageList(options.stages),
-      positions: options.positions,
-      resume: options.resume,
-      restart: options.restart,
-      seed: options.seed,
-      stopRequested: () => stopRequested,
-    });
-    return result.interrupted ? INTERRUPTED_EXIT_CODE : 0;
-  } finally {
-    process.off('SIGINT', onInterrupt);
-    process.off('SIGTERM', onInterrupt);
-  }
+  return withInterruptHandling(
+    {
+      first: 'Ctrl-C: stopping after the current step (press Ctrl-C again to exit at once)',
+      second: 'second Ctrl-C: exiting now; finished phases and the last checkpoint are kept',
+    },
+    async (stopRequested) => {
+      const result = await runDemo({
+        out: options.out,
+        quick: options.quick,
+        teacher: options.teacher,
+        stages: parseStageList(options.stages),
+        positions: options.positions,
+        resume: options.resume,
+        restart: options.restart,
+        seed: options.seed,
+        stopRequested,
+      });
+      return result.interrupted ? INTERRUPTED_EXIT_CODE : 0;
+    },
+  );
 }
 
 /** Adds `demo` to the program. Errors propagate to the program's handler. */

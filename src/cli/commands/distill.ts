@@ -25,7 +25,7 @@ import { convertTeacher, POSITION_MODES, saveStudentFolder, STUDENT_INITS, type 
 import type { ScheduleKind } from '../../optim/index.js';
 import { hasTokenizerFiles, loadTokenizer } from '../model-folder.js';
 import { extensionList, integerAtLeast, numberInRange } from '../options.js';
-import { INTERRUPTED_EXIT_CODE } from '../pretrain.js';
+import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from '../interrupt.js';
 
 /** Receives the exit code of the command that ran. */
 export type ExitCodeSink = (code: number) => void;
@@ -170,46 +170,37 @@ function stageSettingsFrom(options: StageOptionValues): Record<StageNumber, Stag
 }
 
 async function runDistillCommand(options: DistillCommandOptions, data: string[], extensions: string[]): Promise<number> {
-  let stopRequested = false;
-  const onInterrupt = (): void => {
-    if (stopRequested) {
-      process.stderr.write('\nsecond Ctrl-C: exiting now; the last checkpoint on disk is unchanged\n');
-      process.exit(INTERRUPTED_EXIT_CODE);
-    }
-    stopRequested = true;
-    process.stderr.write('\nCtrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)\n');
-  };
-  process.on('SIGINT', onInterrupt);
-  // SIGTERM (sent by timeout, systemd and container stops) saves a checkpoint like Ctrl-C.
-  process.on('SIGTERM', onInterrupt);
-  try {
-    const result = await runDistill({
-      teacher: options.teacher,
-      student: options.student,
-      data,
-      out: options.out,
-      stages: parseStageList(options.stages),
-      stageSettings: stageSettingsFrom(options),
-      common: { seed: options.seed, valFraction: options.valFraction, logEvery: options.logEvery, saveEvery: options.saveEvery, evalBatches: options.evalBatches, warmup: options.warmup },
-      temperature: options.temperature,
-      klWeight: options.klWeight,
-      ceWeight: options.ceWeight,
-      freezeMlp: options.freezeMlp,
-      quick: options.quick,
-      resume: options.resume,
-      extensions,
-      stopRequested: () => stopRequested,
-    });
-    if (result.interrupted) {
-      console.log('continue with the same command plus --resume');
-      return INTERRUPTED_EXIT_CODE;
-    }
-    console.log(`try: rwkvify eval --teacher ${options.teacher} --student ${result.studentDir} --data <held-out text>`);
-    return 0;
-  } finally {
-    process.off('SIGINT', onInterrupt);
-    process.off('SIGTERM', onInterrupt);
-  }
+  return withInterruptHandling(
+    {
+      first: 'Ctrl-C: saving a checkpoint after the current step (press Ctrl-C again to exit without saving)',
+      second: 'second Ctrl-C: exiting now; the last checkpoint on disk is unchanged',
+    },
+    async (stopRequested) => {
+      const result = await runDistill({
+        teacher: options.teacher,
+        student: options.student,
+        data,
+        out: options.out,
+        stages: parseStageList(options.stages),
+        stageSettings: stageSettingsFrom(options),
+        common: { seed: options.seed, valFraction: options.valFraction, logEvery: options.logEvery, saveEvery: options.saveEvery, evalBatches: options.evalBatches, warmup: options.warmup },
+        temperature: options.temperature,
+        klWeight: options.klWeight,
+        ceWeight: options.ceWeight,
+        freezeMlp: options.freezeMlp,
+        quick: options.quick,
+        resume: options.resume,
+        extensions,
+        stopRequested,
+      });
+      if (result.interrupted) {
+        console.log('continue with the same command plus --resume');
+        return INTERRUPTED_EXIT_CODE;
+      }
+      console.log(`try: rwkvify eval --teacher ${options.teacher} --student ${result.studentDir} --data <held-out text>`);
+      return 0;
+    },
+  );
 }
 
 function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {

@@ -1,8 +1,8 @@
 /**
  * Every differentiable op of the engine. The op table in ./index.ts is typed as
- * `Record<OpName, …>` and every op is built with `defineOp`, which requires a backward rule, so an
- * op without a gradient does not compile; test/gradcheck-ops.test.ts enumerates this list and fails
- * when an op has no gradient property test.
+ * `Record<OpName, …>`, and every op records its result with `record`, whose backward rule is a
+ * required argument, so an op without a gradient does not compile. test/gradcheck-ops.test.ts
+ * enumerates this list and fails when an op has no gradient property test.
  */
 export const OP_NAMES = [
   // elementwise binary, NumPy broadcasting

@@ -164,7 +164,7 @@ export function split(x: Tensor, axis: number, sizes: readonly number[]): Tensor
 }
 
 /**
- * Row lookup (an embedding): `table` is [V, ...rest], `ids` holds integers in [0, V); the result
+ * Row lookup (an embedding): `table` is [V, ...rest], `ids` contains integers in [0, V); the result
  * is [...idsShape, ...rest]. Out-of-range or non-integer ids throw before anything is read.
  */
 export function gather(table: Tensor, ids: ArrayLike<number>, idsShape: Shape = [ids.length]): Tensor {
