@@ -10,20 +10,37 @@ import { checkSameDtype, empty, zerosLike } from './util.js';
 // Broadcasting
 
 /**
- * For a binary op on shapes a and b, returns the output shape and, for every output element, the
- * flat index of the a and b element it reads. The same maps scatter the gradient back in the
- * backward pass. Null maps mean "same shape, index i".
+ * Where each element of one operand of a binary op sits in the broadcast output: at the same flat
+ * index (same shape), repeated every `period` output elements (the operand's shape, after leading
+ * 1s, is the output's trailing shape, as for a bias added to (B, T, C)), or at an explicit flat
+ * index per output element (any other broadcast).
  */
+export type OperandLayout = { kind: 'same' } | { kind: 'tiled'; period: number } | { kind: 'indexed'; index: Int32Array };
+
 interface BroadcastPlan {
   shape: number[];
-  aIndex: Int32Array | null;
-  bIndex: Int32Array | null;
+  a: OperandLayout;
+  b: OperandLayout;
 }
 
+const SAME: OperandLayout = { kind: 'same' };
+
 function planBroadcast(op: string, a: Shape, b: Shape): BroadcastPlan {
-  if (sameShape(a, b)) return { shape: [...a], aIndex: null, bIndex: null };
+  if (sameShape(a, b)) return { shape: [...a], a: SAME, b: SAME };
   const shape = broadcastShapes(op, a, b);
-  return { shape, aIndex: indexMap(a, shape), bIndex: indexMap(b, shape) };
+  return { shape, a: operandLayout(a, shape), b: operandLayout(b, shape) };
+}
+
+/** Returns how an operand of shape `from` maps onto the broadcast shape `to`. */
+export function operandLayout(from: Shape, to: Shape): OperandLayout {
+  if (sameShape(from, to)) return SAME;
+  let lead = 0;
+  while (lead < from.length && from[lead] === 1) lead++;
+  const core = from.slice(lead);
+  const period = sizeOf(core);
+  const trailing = to.slice(to.length - core.length);
+  if (period > 0 && sameShape(core, trailing)) return { kind: 'tiled', period };
+  return { kind: 'indexed', index: indexMap(from, to) };
 }
 
 /** Flat source index of every element of the broadcast shape `to`, reading a tensor of shape `from`. */
@@ -48,10 +65,32 @@ export function indexMap(from: Shape, to: Shape): Int32Array {
   return map;
 }
 
+/** Returns the operand's values laid out like the n-element output (the data itself when the shapes match). */
+export function expandOperand(data: FloatArray, layout: OperandLayout, n: number): FloatArray {
+  if (layout.kind === 'same') return data;
+  const out = data instanceof Float64Array ? new Float64Array(n) : new Float32Array(n);
+  if (layout.kind === 'tiled') {
+    const tile = data.subarray(0, layout.period);
+    for (let base = 0; base < n; base += layout.period) out.set(tile, base);
+    return out;
+  }
+  const index = layout.index;
+  for (let i = 0; i < n; i++) out[i] = data[index[i]];
+  return out;
+}
+
 /** Sums `grad` (laid out like the broadcast output) into an array of the operand's size. */
-function reduceToOperand(grad: FloatArray, index: Int32Array | null, operand: Tensor): FloatArray {
-  if (index === null) return grad;
+export function reduceToOperand(grad: FloatArray, layout: OperandLayout, operand: Tensor): FloatArray {
+  if (layout.kind === 'same') return grad;
   const out = zerosLike(operand);
+  if (layout.kind === 'tiled') {
+    const period = layout.period;
+    for (let base = 0; base < grad.length; base += period) {
+      for (let j = 0; j < period; j++) out[j] += grad[base + j];
+    }
+    return out;
+  }
+  const index = layout.index;
   for (let i = 0; i < grad.length; i++) out[index[i]] += grad[i];
   return out;
 }
@@ -62,41 +101,29 @@ function binaryForward(kind: BinaryKind, a: Tensor, b: Tensor): { out: Tensor; p
   checkSameDtype(kind, a, b);
   const plan = planBroadcast(kind, a.shape, b.shape);
   const out = empty(plan.shape, a.dtype);
-  const x = a.data;
-  const y = b.data;
   const o = out.data;
-  const ai = plan.aIndex;
-  const bi = plan.bIndex;
   const n = o.length;
+  const x = expandOperand(a.data, plan.a, n);
+  const y = expandOperand(b.data, plan.b, n);
   // One loop per kind keeps each loop monomorphic, which V8 optimises far better than a callback.
   switch (kind) {
     case 'add':
-      if (ai === null || bi === null) for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
-      else for (let i = 0; i < n; i++) o[i] = x[ai[i]] + y[bi[i]];
+      for (let i = 0; i < n; i++) o[i] = x[i] + y[i];
       break;
     case 'sub':
-      if (ai === null || bi === null) for (let i = 0; i < n; i++) o[i] = x[i] - y[i];
-      else for (let i = 0; i < n; i++) o[i] = x[ai[i]] - y[bi[i]];
+      for (let i = 0; i < n; i++) o[i] = x[i] - y[i];
       break;
     case 'mul':
-      if (ai === null || bi === null) for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
-      else for (let i = 0; i < n; i++) o[i] = x[ai[i]] * y[bi[i]];
+      for (let i = 0; i < n; i++) o[i] = x[i] * y[i];
       break;
     case 'div':
-      if (ai === null || bi === null) for (let i = 0; i < n; i++) o[i] = x[i] / y[i];
-      else for (let i = 0; i < n; i++) o[i] = x[ai[i]] / y[bi[i]];
+      for (let i = 0; i < n; i++) o[i] = x[i] / y[i];
       break;
     case 'maximum':
-      if (ai === null || bi === null) for (let i = 0; i < n; i++) o[i] = Math.max(x[i], y[i]);
-      else for (let i = 0; i < n; i++) o[i] = Math.max(x[ai[i]], y[bi[i]]);
+      for (let i = 0; i < n; i++) o[i] = Math.max(x[i], y[i]);
       break;
   }
   return { out, plan };
-}
-
-/** Reads operand element for output element i. */
-function at(data: FloatArray, index: Int32Array | null, i: number): number {
-  return index === null ? data[i] : data[index[i]];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -107,8 +134,8 @@ export function add(a: Tensor, b: Tensor): Tensor {
   const { out, plan } = binaryForward('add', a, b);
   // d(a + b) = da + db
   return record('add', out, [a, b], (g, needs) => [
-    needs[0] ? reduceToOperand(g, plan.aIndex, a) : null,
-    needs[1] ? reduceToOperand(g, plan.bIndex, b) : null,
+    needs[0] ? reduceToOperand(g, plan.a, a) : null,
+    needs[1] ? reduceToOperand(g, plan.b, b) : null,
   ]);
 }
 
@@ -121,9 +148,9 @@ export function sub(a: Tensor, b: Tensor): Tensor {
     if (needs[1]) {
       const negated = g.slice();
       for (let i = 0; i < negated.length; i++) negated[i] = -negated[i];
-      gb = reduceToOperand(negated, plan.bIndex, b);
+      gb = reduceToOperand(negated, plan.b, b);
     }
-    return [needs[0] ? reduceToOperand(g, plan.aIndex, a) : null, gb];
+    return [needs[0] ? reduceToOperand(g, plan.a, a) : null, gb];
   });
 }
 
@@ -135,13 +162,15 @@ export function mul(a: Tensor, b: Tensor): Tensor {
     const grads: Array<FloatArray | null> = [null, null];
     if (needs[0]) {
       const t = g.slice();
-      for (let i = 0; i < t.length; i++) t[i] *= at(b.data, plan.bIndex, i);
-      grads[0] = reduceToOperand(t, plan.aIndex, a);
+      const bv = expandOperand(b.data, plan.b, t.length);
+      for (let i = 0; i < t.length; i++) t[i] *= bv[i];
+      grads[0] = reduceToOperand(t, plan.a, a);
     }
     if (needs[1]) {
       const t = g.slice();
-      for (let i = 0; i < t.length; i++) t[i] *= at(a.data, plan.aIndex, i);
-      grads[1] = reduceToOperand(t, plan.bIndex, b);
+      const av = expandOperand(a.data, plan.a, t.length);
+      for (let i = 0; i < t.length; i++) t[i] *= av[i];
+      grads[1] = reduceToOperand(t, plan.b, b);
     }
     return grads;
   });
@@ -153,18 +182,17 @@ export function div(a: Tensor, b: Tensor): Tensor {
   // d(a/b) = da/b − a·db/b²
   return record('div', out, [a, b], (g, needs) => {
     const grads: Array<FloatArray | null> = [null, null];
+    const bv = expandOperand(b.data, plan.b, g.length);
     if (needs[0]) {
       const t = g.slice();
-      for (let i = 0; i < t.length; i++) t[i] /= at(b.data, plan.bIndex, i);
-      grads[0] = reduceToOperand(t, plan.aIndex, a);
+      for (let i = 0; i < t.length; i++) t[i] /= bv[i];
+      grads[0] = reduceToOperand(t, plan.a, a);
     }
     if (needs[1]) {
       const t = g.slice();
-      for (let i = 0; i < t.length; i++) {
-        const bv = at(b.data, plan.bIndex, i);
-        t[i] *= -at(a.data, plan.aIndex, i) / (bv * bv);
-      }
-      grads[1] = reduceToOperand(t, plan.bIndex, b);
+      const av = expandOperand(a.data, plan.a, t.length);
+      for (let i = 0; i < t.length; i++) t[i] *= -av[i] / (bv[i] * bv[i]);
+      grads[1] = reduceToOperand(t, plan.b, b);
     }
     return grads;
   });
@@ -179,9 +207,11 @@ export function maximum(a: Tensor, b: Tensor): Tensor {
   return record('maximum', out, [a, b], (g, needs) => {
     const ga = g.slice();
     const gb = g.slice();
+    const av = expandOperand(a.data, plan.a, g.length);
+    const bv = expandOperand(b.data, plan.b, g.length);
     for (let i = 0; i < g.length; i++) {
-      const x = at(a.data, plan.aIndex, i);
-      const y = at(b.data, plan.bIndex, i);
+      const x = av[i];
+      const y = bv[i];
       let shareA = 0.5;
       if (x > y) shareA = 1;
       else if (x < y) shareA = 0;
@@ -189,8 +219,8 @@ export function maximum(a: Tensor, b: Tensor): Tensor {
       gb[i] *= 1 - shareA;
     }
     return [
-      needs[0] ? reduceToOperand(ga, plan.aIndex, a) : null,
-      needs[1] ? reduceToOperand(gb, plan.bIndex, b) : null,
+      needs[0] ? reduceToOperand(ga, plan.a, a) : null,
+      needs[1] ? reduceToOperand(gb, plan.b, b) : null,
     ];
   });
 }
@@ -278,18 +308,25 @@ export function geluScalar(v: number): number {
   return 0.5 * v * (1 + Math.tanh(GELU_C * (v + 0.044715 * v * v * v)));
 }
 
-export function gelu(x: Tensor): Tensor {
-  const out = mapUnary(x, geluScalar);
-  const xs = x.data;
-  // gelu'(x) = 0.5(1 + tanh u) + 0.5·x·(1 − tanh² u)·c·(1 + 3·0.044715·x²), u = c(x + 0.044715x³).
+/** gelu'(x) = 0.5(1 + tanh u) + 0.5·x·(1 − tanh² u)·c·(1 + 3·0.044715·x²), u = c(x + 0.044715x³). */
+function geluDerivative(v: number): number {
   // sech² is computed as 1 − tanh², never through cosh, which overflows for large |u|.
-  return record('gelu', out, [x], (g) => [
-    scaleGrad(g, (i) => {
-      const v = xs[i];
-      const th = Math.tanh(GELU_C * (v + 0.044715 * v * v * v));
-      return 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * GELU_C * (1 + 3 * 0.044715 * v * v);
-    }),
-  ]);
+  const th = Math.tanh(GELU_C * (v + 0.044715 * v * v * v));
+  return 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * GELU_C * (1 + 3 * 0.044715 * v * v);
+}
+
+// GELU runs on every MLP activation (4C values per token), so it gets its own loops instead of
+// mapUnary/scaleGrad, whose shared callback call sites V8 cannot inline.
+export function gelu(x: Tensor): Tensor {
+  const out = empty(x.shape, x.dtype);
+  const xs = x.data;
+  const ys = out.data;
+  for (let i = 0; i < xs.length; i++) ys[i] = geluScalar(xs[i]);
+  return record('gelu', out, [x], (g) => {
+    const gx = g.slice();
+    for (let i = 0; i < gx.length; i++) gx[i] *= geluDerivative(xs[i]);
+    return [gx];
+  });
 }
 
 /** ln(1 + eˣ), computed as max(x, 0) + ln(1 + e^−|x|) so it neither overflows nor loses small values. */
@@ -322,15 +359,25 @@ export function powScalar(x: Tensor, p: number): Tensor {
   return record('powScalar', out, [x], (g) => [scaleGrad(g, (i) => p * Math.pow(xs[i], p - 1))]);
 }
 
-/** x · s for a constant s. */
+/** x · s for a constant s (attention scores are scaled this way, so it has its own loops). */
 export function mulScalar(x: Tensor, s: number): Tensor {
-  const out = mapUnary(x, (v) => v * s);
-  return record('mulScalar', out, [x], (g) => [scaleGrad(g, () => s)]);
+  const out = empty(x.shape, x.dtype);
+  const xs = x.data;
+  const ys = out.data;
+  for (let i = 0; i < xs.length; i++) ys[i] = xs[i] * s;
+  return record('mulScalar', out, [x], (g) => {
+    const gx = g.slice();
+    for (let i = 0; i < gx.length; i++) gx[i] *= s;
+    return [gx];
+  });
 }
 
 /** x + s for a constant s. */
 export function addScalar(x: Tensor, s: number): Tensor {
-  const out = mapUnary(x, (v) => v + s);
+  const out = empty(x.shape, x.dtype);
+  const xs = x.data;
+  const ys = out.data;
+  for (let i = 0; i < xs.length; i++) ys[i] = xs[i] + s;
   return record('addScalar', out, [x], (g) => [g]);
 }
 

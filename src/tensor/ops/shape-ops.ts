@@ -3,7 +3,7 @@ import { record } from '../../autograd/tape.js';
 import { allocate, type DType, type FloatArray } from '../dtype.js';
 import { fmt, normalizeAxis, ShapeError, sizeOf, stridesOf, type Shape } from '../shape.js';
 import { Tensor } from '../tensor.js';
-import { indexMap } from './elementwise.js';
+import { expandOperand, operandLayout, reduceToOperand } from './elementwise.js';
 import { broadcastShapes } from '../shape.js';
 import { checkSameDtype, empty, zerosLike } from './util.js';
 
@@ -204,22 +204,29 @@ export function gather(table: Tensor, ids: ArrayLike<number>, idsShape: Shape = 
 export function where(condition: Tensor, a: Tensor, b: Tensor): Tensor {
   checkSameDtype('where', a, b);
   const shape = broadcastShapes('where', broadcastShapes('where', condition.shape, a.shape), b.shape);
-  const ci = indexMap(condition.shape, shape);
-  const ai = indexMap(a.shape, shape);
-  const bi = indexMap(b.shape, shape);
+  const n = sizeOf(shape);
   const out = empty(shape, a.dtype);
-  const c = condition.data;
-  for (let i = 0; i < out.size; i++) out.data[i] = c[ci[i]] !== 0 ? a.data[ai[i]] : b.data[bi[i]];
+  const c = expandOperand(condition.data, operandLayout(condition.shape, shape), n);
+  const aLayout = operandLayout(a.shape, shape);
+  const bLayout = operandLayout(b.shape, shape);
+  const av = expandOperand(a.data, aLayout, n);
+  const bv = expandOperand(b.data, bLayout, n);
+  const o = out.data;
+  for (let i = 0; i < n; i++) o[i] = c[i] !== 0 ? av[i] : bv[i];
 
+  // Each branch receives the gradient where it was picked, summed back to its own shape.
   return record('where', out, [condition, a, b], (g, needs) => {
-    const ga = needs[1] ? zerosLike(a) : null;
-    const gb = needs[2] ? zerosLike(b) : null;
-    for (let i = 0; i < g.length; i++) {
-      if (c[ci[i]] !== 0) {
-        if (ga !== null) ga[ai[i]] += g[i];
-      } else if (gb !== null) {
-        gb[bi[i]] += g[i];
-      }
+    let ga: FloatArray | null = null;
+    let gb: FloatArray | null = null;
+    if (needs[1]) {
+      const picked = g.slice();
+      for (let i = 0; i < n; i++) if (c[i] === 0) picked[i] = 0;
+      ga = reduceToOperand(picked, aLayout, a);
+    }
+    if (needs[2]) {
+      const picked = g.slice();
+      for (let i = 0; i < n; i++) if (c[i] !== 0) picked[i] = 0;
+      gb = reduceToOperand(picked, bLayout, b);
     }
     return [null, ga, gb];
   });
