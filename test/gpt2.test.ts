@@ -16,8 +16,10 @@ import {
   Gpt2Model,
   loadGpt2Folder,
   saveGpt2Folder,
+  type BlockCapture,
   type Gpt2Config,
 } from '../src/models/gpt2/index.js';
+import { matmul } from '../src/tensor/ops/index.js';
 import { argmax, generate, sampleToken, validateSamplingOptions } from '../src/models/sampling.js';
 import { Rng } from '../src/tensor/random.js';
 import type { Tensor } from '../src/tensor/tensor.js';
@@ -122,6 +124,23 @@ describe('gpt2 config', () => {
 });
 
 describe('gpt2 forward', () => {
+  test('forwardBlocks matches forward before the head', () => {
+    const model = randomModel();
+    const ids = randomIds(12, 23, 5);
+    const fullCapture: BlockCapture = { attentionInputs: [], attentionOutputs: [] };
+    const blocksCapture: BlockCapture = { attentionInputs: [], attentionOutputs: [] };
+    const logits = model.forward(ids, 2, 6, { capture: fullCapture }); // (2, 6, V)
+    const hidden = model.forwardBlocks(ids, 2, 6, { capture: blocksCapture }); // (2, 6, C)
+    expect(hidden.shape).toEqual([2, 6, 8]);
+    const recomputed = matmul(model.ln_f.forward(hidden), model.wte.weight, { transB: true }); // (2, 6, V)
+    expect(Array.from(recomputed.data)).toEqual(Array.from(logits.data));
+    expect(blocksCapture.attentionOutputs.length).toBe(2);
+    for (let layer = 0; layer < 2; layer++) {
+      expect(Array.from(blocksCapture.attentionInputs[layer].data)).toEqual(Array.from(fullCapture.attentionInputs[layer].data));
+      expect(Array.from(blocksCapture.attentionOutputs[layer].data)).toEqual(Array.from(fullCapture.attentionOutputs[layer].data));
+    }
+  });
+
   test('T = n_positions works', () => {
     const model = randomModel();
     const logits = model.forward(randomIds(16, 23, 2), 1, 16);

@@ -29,8 +29,8 @@ function selectTrainable(student: StudentModel, isTrainable: (name: string) => b
 }
 
 /** Runs the frozen teacher without a graph; its parameters must not require gradients. */
-function teacherForward(teacher: Gpt2Model, ids: ArrayLike<number>, B: number, T: number, capture?: BlockCapture): Tensor {
-  return noGrad(() => teacher.forward(ids, B, T, { capture })); // (B, T, V)
+function teacherForward(teacher: Gpt2Model, ids: ArrayLike<number>, B: number, T: number): Tensor {
+  return noGrad(() => teacher.forward(ids, B, T)); // (B, T, V)
 }
 
 /**
@@ -51,7 +51,7 @@ export class AlignmentObjective implements StageObjective {
 
   loss(ids: ArrayLike<number>, _targets: ArrayLike<number>, B: number, T: number): Tensor {
     const capture: BlockCapture = { attentionInputs: [], attentionOutputs: [] };
-    teacherForward(this.teacher, ids, B, T, capture);
+    noGrad(() => this.teacher.forwardBlocks(ids, B, T, { capture })); // (B, T, C), read through capture
     let vFirst: Tensor | null = null;
     const studentOutputs = this.student.blocks.map((block, layer) => {
       const result = block.att.forward(capture.attentionInputs[layer], vFirst); // out (B, T, C)

@@ -109,7 +109,22 @@ export class Gpt2Model extends Module {
     return crossEntropy(reshape(logits, [B * T, V]), targets, -100); // ()
   }
 
+  /**
+   * Runs the embeddings and every block without a cache and returns the last block's output,
+   * before ln_f and the vocabulary head. Callers that only read `options.capture` use it to skip
+   * the head, which costs more than the blocks of a small model with GPT-2's 50,257-token vocabulary.
+   */
+  forwardBlocks(ids: ArrayLike<number>, B: number, T: number, options: Omit<Gpt2ForwardOptions, 'cache'> = {}): Tensor {
+    return this.hiddenFromIds(ids, B, T, options, null); // (B, T, C)
+  }
+
   private logitsFromIds(ids: ArrayLike<number>, B: number, T: number, options: Gpt2ForwardOptions, cache: Gpt2Cache | null): Tensor {
+    const h = this.hiddenFromIds(ids, B, T, options, cache); // (B, T, C)
+    const normed = this.ln_f.forward(h); // (B, T, C)
+    return matmul(normed, this.wte.weight, { transB: true }); // (B, T, V)
+  }
+
+  private hiddenFromIds(ids: ArrayLike<number>, B: number, T: number, options: Gpt2ForwardOptions, cache: Gpt2Cache | null): Tensor {
     const { nPositions, vocabSize: V } = this.config;
     const P = cache === null ? 0 : cache.length;
     // Every check runs before the first lookup, so bad input never reads outside wte or wpe.
@@ -125,8 +140,7 @@ export class Gpt2Model extends Module {
     this.h.blocks.forEach((block, layer) => {
       h = block.forward(h, mask, cache === null ? null : cache.layers[layer], options.capture); // (B, T, C)
     });
-    const normed = this.ln_f.forward(h); // (B, T, C)
-    return matmul(normed, this.wte.weight, { transB: true }); // (B, T, V)
+    return h; // (B, T, C)
   }
 
   private checkCache(cache: Gpt2Cache, B: number): void {
