@@ -1,4 +1,4 @@
-// Instruction encoders for the WebAssembly subset the matmul kernels use. Each encoder returns the
+// Instruction encoders for the WebAssembly subset the matmul and softmax-row kernels use. Each encoder returns the
 // bytes of one expression: operands first (they push values on the stack), then the opcode, so
 // nested calls read like the expression they compute: `i32.add(local.get(x), i32.const(4))`.
 // Opcodes: WebAssembly Core Specification 2.0 (chapter 5.4), the fixed-width SIMD proposal
@@ -87,8 +87,31 @@ export const f32 = {
   load: (address: Code, offset = 0): Code => [...address, 0x2a, ...memarg(2, offset)],
   store: (address: Code, value: Code, offset = 0): Code => [...address, ...value, 0x38, ...memarg(2, offset)],
   add: (a: Code, b: Code): Code => [...a, ...b, 0x92],
+  sub: (a: Code, b: Code): Code => [...a, ...b, 0x93],
   mul: (a: Code, b: Code): Code => [...a, ...b, 0x94],
+  /** IEEE maximum: NaN if either operand is NaN. */
+  max: (a: Code, b: Code): Code => [...a, ...b, 0x97],
+  eq: (a: Code, b: Code): Code => [...a, ...b, 0x5b],
+  /** Rounds a float64 to the nearest float32. */
+  demoteF64: (a: Code): Code => [...a, 0xb6],
 };
+
+export const f64 = {
+  const: (value: number): Code => {
+    const bytes = new Uint8Array(new Float64Array([value]).buffer);
+    return [0x44, ...bytes];
+  },
+  load: (address: Code, offset = 0): Code => [...address, 0x2b, ...memarg(3, offset)],
+  store: (address: Code, value: Code, offset = 0): Code => [...address, ...value, 0x39, ...memarg(3, offset)],
+  add: (a: Code, b: Code): Code => [...a, ...b, 0xa0],
+  /** Widens a float32 exactly. */
+  promoteF32: (a: Code): Code => [...a, 0xbb],
+};
+
+/** `select`: `ifNonZero` when `condition` (an i32) is not 0, else `ifZero`; both operands are evaluated. */
+export function select(ifNonZero: Code, ifZero: Code, condition: Code): Code {
+  return [...ifNonZero, ...ifZero, ...condition, 0x1b];
+}
 
 export const v128 = {
   /** Loads 16 bytes; the alignment hint is 4 bytes because packed panels are only float-aligned. */
@@ -107,14 +130,62 @@ export const v128 = {
     ...simd(0x0d),
     ...lanes.flatMap((lane) => [4 * lane, 4 * lane + 1, 4 * lane + 2, 4 * lane + 3]),
   ],
+  and: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x4e)],
+  /** `a & ~b`. */
+  andNot: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x4f)],
+  or: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x50)],
+  /** Takes each bit from `a` where `mask` has a 1, else from `b`. */
+  bitselect: (a: Code, b: Code, mask: Code): Code => [...a, ...b, ...mask, ...simd(0x52)],
 };
 
 export const f32x4 = {
   add: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe4)],
+  sub: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe5)],
   mul: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe6)],
+  div: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe7)],
+  /** IEEE minimum per lane: NaN if either lane is NaN; -0 is below +0. */
+  min: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe8)],
+  /** IEEE maximum per lane: NaN if either lane is NaN; +0 is above -0. */
+  max: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xe9)],
+  /** Pseudo-minimum `b < a ? b : a` per lane: one instruction on x64, and a NaN in `a` passes through. */
+  pmin: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xea)],
+  /** Pseudo-maximum `a < b ? b : a` per lane: one instruction on x64, and a NaN in `a` passes through. */
+  pmax: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xeb)],
+  /** Rounds each lane to the nearest integer, ties to even. */
+  nearest: (a: Code): Code => [...a, ...simd(0x6a)],
+  /** Lane masks: all ones where the comparison holds, else zero (false for NaN lanes). */
+  eq: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x41)],
+  lt: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x43)],
+  gt: (a: Code, b: Code): Code => [...a, ...b, ...simd(0x44)],
+  /** Converts signed 32-bit integer lanes to floats. */
+  convertI32x4S: (a: Code): Code => [...a, ...simd(0xfa)],
+  /** Rounds the two float64 lanes to float32 lanes 0-1 and zeroes lanes 2-3. */
+  demoteF64x2Zero: (a: Code): Code => [...a, ...simd(0x5e)],
+  extractLane: (a: Code, lane: number): Code => [...a, ...simd(0x1f), lane],
   splat: (a: Code): Code => [...a, ...simd(0x13)],
   /** `a * b + c` from the relaxed-SIMD proposal; the rounding may be fused or not. */
   relaxedMadd: (a: Code, b: Code, c: Code): Code => [...a, ...b, ...c, ...simd(0x105)],
+};
+
+export const i32x4 = {
+  splat: (a: Code): Code => [...a, ...simd(0x11)],
+  add: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xae)],
+  sub: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xb1)],
+  /** Shifts each lane left by `bits` (taken modulo 32). */
+  shl: (a: Code, bits: Code): Code => [...a, ...bits, ...simd(0xab)],
+  /** Arithmetic right shift of each lane by `bits` (taken modulo 32). */
+  shrS: (a: Code, bits: Code): Code => [...a, ...bits, ...simd(0xac)],
+  /** Truncates float lanes toward zero; NaN gives 0 and out-of-range lanes saturate. */
+  truncSatF32x4S: (a: Code): Code => [...a, ...simd(0xf8)],
+};
+
+export const f64x2 = {
+  splat: (a: Code): Code => [...a, ...simd(0x14)],
+  add: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xf0)],
+  mul: (a: Code, b: Code): Code => [...a, ...b, ...simd(0xf2)],
+  /** Widens float32 lanes 0-1 exactly. */
+  promoteLowF32x4: (a: Code): Code => [...a, ...simd(0x5f)],
+  extractLane: (a: Code, lane: number): Code => [...a, ...simd(0x21), lane],
 };
 
 export const memory = {

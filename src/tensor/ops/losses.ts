@@ -1,33 +1,27 @@
 // Losses over rows of logits (last axis = vocabulary). Both average over the valid rows only and
 // return 0 with a zero gradient when no row is valid, never NaN.
 import { record } from '../../autograd/tape.js';
+import {
+  allocateRowExpSums,
+  softmaxRowKernelsFor,
+  type KlGradientParams,
+  type KlRowSums,
+} from '../../kernels/wasm/softmax-rows.js';
 import { allocate } from '../dtype.js';
 import { fmt, sameShape, ShapeError } from '../shape.js';
 import { Tensor } from '../tensor.js';
 import { checkSameDtype, zerosLike } from './util.js';
 
-/**
- * Returns log Σ_c exp(x_c) of one row, computed as max + log Σ exp(x − max) so it neither
- * overflows nor underflows; −∞ for a row that is entirely −∞.
- */
-function logSumExp(src: ArrayLike<number>, base: number, C: number): number {
-  let max = -Infinity;
-  for (let c = 0; c < C; c++) if (src[base + c] > max) max = src[base + c];
-  if (max === -Infinity) return -Infinity;
-  let sum = 0;
-  for (let c = 0; c < C; c++) sum += Math.exp(src[base + c] - max);
-  return max + Math.log(sum);
-}
+// Both losses run on row kernels (src/kernels/wasm/softmax-rows.ts): WebAssembly SIMD for float32
+// logits where the runtime has it (float32 exps, float64 sums), else a float64 TypeScript loop.
+// Each pass costs one exp per logit and side.
 
-/** Log-softmax of one row into `out`; returns false when the row is entirely −∞. */
-function logSoftmaxRow(src: ArrayLike<number>, base: number, C: number, out: Float64Array): boolean {
-  const lse = logSumExp(src, base, C);
-  if (lse === -Infinity) {
-    out.fill(-Infinity);
-    return false;
-  }
-  for (let c = 0; c < C; c++) out[c] = src[base + c] - lse;
-  return true;
+/** Indices of the rows for which `keep(r)` holds, ascending. */
+function rowsWhere(rows: number, keep: (r: number) => boolean): Int32Array {
+  const kept = new Int32Array(rows);
+  let count = 0;
+  for (let r = 0; r < rows; r++) if (keep(r)) kept[count++] = r;
+  return kept.subarray(0, count);
 }
 
 /**
@@ -51,33 +45,29 @@ export function crossEntropy(logits: Tensor, targets: ArrayLike<number>, ignoreI
     count++;
   }
 
-  // loss_r = logsumexp(x_r) − x_r[target]; the per-row logsumexp is kept for the backward, so
-  // each logit costs one exp in the forward and one in the backward (V = 50257 for GPT-2).
+  // loss_r = logsumexp(x_r) − x_r[target] with logsumexp = shift + log Σ exp(x − shift). The
+  // per-row sums are kept for the backward, so each logit costs one exp in the forward and one in
+  // the backward (V = 50257 for GPT-2).
   const x = logits.data;
-  const lse = new Float64Array(rows);
+  const valid = rowsWhere(rows, (r) => targets[r] !== ignoreIndex);
+  const kernels = softmaxRowKernelsFor(x);
+  const sums = allocateRowExpSums(rows);
+  kernels.expSums(x, V, valid, 1, sums);
   let total = 0;
-  for (let r = 0; r < rows; r++) {
-    const t = targets[r];
-    if (t === ignoreIndex) continue;
-    lse[r] = logSumExp(x, r * V, V);
-    total += lse[r] - x[r * V + t];
-  }
+  for (const r of valid) total += sums.shift[r] + Math.log(sums.sum[r]) - x[r * V + targets[r]];
   const out = new Tensor(allocate(logits.dtype, 1), []);
   out.data[0] = count === 0 ? 0 : total / count;
 
-  // d loss / d logits = (softmax − onehot(target)) / count on valid rows, 0 on ignored rows.
+  // d loss / d logits = (softmax − onehot(target)) / count on valid rows, 0 on ignored rows, with
+  // softmax = exp(x − shift) / sum.
   return record('crossEntropy', out, [logits], (g) => {
     const gx = zerosLike(logits);
     if (count === 0) return [gx];
     const scale = g[0] / count;
-    for (let r = 0; r < rows; r++) {
-      const t = targets[r];
-      if (t === ignoreIndex) continue;
-      const base = r * V;
-      const shift = lse[r];
-      for (let c = 0; c < V; c++) gx[base + c] = Math.exp(x[base + c] - shift) * scale;
-      gx[base + t] -= scale;
-    }
+    const rowScale = new Float64Array(rows);
+    for (const r of valid) rowScale[r] = scale / sums.sum[r];
+    kernels.scaledExp(x, V, valid, 1, sums.shift, rowScale, gx);
+    for (const r of valid) gx[r * V + targets[r]] -= scale;
     return [gx];
   });
 }
@@ -108,56 +98,70 @@ export function klDivergence(teacherLogits: Tensor, studentLogits: Tensor, optio
   if (mask !== undefined && mask.length !== rows) {
     throw new ShapeError(`klDivergence: mask has ${mask.length} entries for ${rows} rows of logits ${fmt(teacherLogits.shape)}`);
   }
-  const valid = (r: number): boolean => mask === undefined || mask[r] !== 0;
-  let count = 0;
-  for (let r = 0; r < rows; r++) if (valid(r)) count++;
+  const valid = rowsWhere(rows, (r) => mask === undefined || mask[r] !== 0);
+  const count = valid.length;
 
+  // Per row and side, z = (logits − shift) / T with shift = the row max, e = exp(z), p = e / sum and
+  // log p = z − log sum, so
+  //   KL_r = Σ p_t·(z_t − z_s) − log sum_t + log sum_s,
+  // where entries with p_t = 0 add exactly 0. Two exps per logit; the sums are kept for the backward.
+  const a = 1 / T;
   const tx = teacherLogits.data;
   const sx = studentLogits.data;
-  const scaledT = new Float64Array(V);
-  const scaledS = new Float64Array(V);
-  const logPt = new Float64Array(V);
-  const logPs = new Float64Array(V);
-
-  /** Computes both log-distributions of row r at temperature T; returns the row's KL. */
-  const rowKl = (r: number): number => {
-    for (let c = 0; c < V; c++) {
-      scaledT[c] = tx[r * V + c] / T;
-      scaledS[c] = sx[r * V + c] / T;
-    }
-    logSoftmaxRow(scaledT, 0, V, logPt);
-    logSoftmaxRow(scaledS, 0, V, logPs);
-    let kl = 0;
-    for (let c = 0; c < V; c++) {
-      if (logPt[c] === -Infinity) continue; // p_t = 0: the term is 0 whatever p_s is
-      kl += Math.exp(logPt[c]) * (logPt[c] - logPs[c]);
-    }
-    return kl;
-  };
-
+  const kernels = softmaxRowKernelsFor(sx);
+  const sums: KlRowSums = { teacher: allocateRowExpSums(rows), student: allocateRowExpSums(rows), weighted: new Float64Array(rows) };
+  kernels.klSums(tx, sx, V, valid, a, sums);
+  const klRows = new Float64Array(rows);
   let total = 0;
-  for (let r = 0; r < rows; r++) if (valid(r)) total += rowKl(r);
+  for (const r of valid) {
+    klRows[r] = klOfRow(sums.teacher.sum[r], sums.student.sum[r], sums.weighted[r]);
+    total += klRows[r];
+  }
   const out = new Tensor(allocate(studentLogits.dtype, 1), []);
   out.data[0] = count === 0 ? 0 : (T * T * total) / count;
 
-  // With z = logits / T: ∂KL/∂z_s = p_s − p_t and ∂KL/∂z_t = p_t ⊙ (log p_t − log p_s − KL).
-  // The chain rule through /T and the T² factor leaves a factor T / count.
+  // ∂KL/∂z_s = p_s − p_t and ∂KL/∂z_t = p_t ⊙ (log p_t − log p_s − KL), with log p_t − log p_s =
+  // z_t − z_s + log sum_s − log sum_t (the shifts are constants per row). The chain rule through /T
+  // and the T² factor leaves a factor T / count.
   return record('klDivergence', out, [teacherLogits, studentLogits], (g, needs) => {
     const gt = needs[0] ? zerosLike(teacherLogits) : null;
     const gs = needs[1] ? zerosLike(studentLogits) : null;
     if (count === 0) return [gt, gs];
     const scale = (g[0] * T) / count;
-    for (let r = 0; r < rows; r++) {
-      if (!valid(r)) continue;
-      const kl = rowKl(r);
-      const base = r * V;
-      for (let c = 0; c < V; c++) {
-        const pt = Math.exp(logPt[c]);
-        const ps = Math.exp(logPs[c]);
-        if (gs !== null) gs[base + c] = scale * (ps - pt);
-        if (gt !== null && pt > 0) gt[base + c] = scale * pt * (logPt[c] - logPs[c] - kl);
-      }
-    }
+    const params = klGradientParams(sums, klRows, valid, scale);
+    kernels.klGradients(tx, sx, V, valid, a, params, gt, gs);
     return [gt, gs];
   });
+}
+
+/**
+ * KL of one row from its sums. A teacher row of −∞ only has no mass, so every term is 0·log 0 = 0.
+ * A student row of −∞ only puts p_s = 0 under the teacher's mass, so the KL is +∞.
+ */
+function klOfRow(sumT: number, sumS: number, weighted: number): number {
+  if (sumT === 0) return 0;
+  if (sumS === 0) return Infinity;
+  // NOTE: from the float32 kernels this sum of order-1 terms has an absolute error near 1e-7, so
+  // the KL of nearly equal rows can come out slightly negative.
+  return weighted / sumT - Math.log(sumT) + Math.log(sumS);
+}
+
+/** Per-row inputs of the KL gradient kernel; a side without mass gets p = 0 (scale 0). */
+function klGradientParams(sums: KlRowSums, klRows: Float64Array, valid: Int32Array, scale: number): KlGradientParams {
+  const rows = klRows.length;
+  const params: KlGradientParams = {
+    shiftT: sums.teacher.shift,
+    shiftS: sums.student.shift,
+    scaleT: new Float64Array(rows),
+    scaleS: new Float64Array(rows),
+    offset: new Float64Array(rows),
+  };
+  for (const r of valid) {
+    const sumT = sums.teacher.sum[r];
+    const sumS = sums.student.sum[r];
+    params.scaleT[r] = sumT === 0 ? 0 : scale / sumT;
+    params.scaleS[r] = sumS === 0 ? 0 : scale / sumS;
+    params.offset[r] = Math.log(sumS) - Math.log(sumT) - klRows[r];
+  }
+  return params;
 }
