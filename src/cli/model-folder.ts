@@ -12,6 +12,7 @@ import { Rng, type Tensor } from '../tensor/index.js';
 import { Gpt2Tokenizer } from '../tokenizer/index.js';
 import { HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES } from '../tokenizer/vocab-files.js';
 import type { TrainableModel } from '../train/trainer.js';
+import { ModelAdapter } from './model-adapter.js';
 import { createRwkv7, loadRwkv7, RWKV7_PRESETS, type Rwkv7PresetName } from './rwkv7-adapter.js';
 import { loadStudent } from './student-adapter.js';
 
@@ -51,10 +52,8 @@ export const PRESETS: Readonly<Record<Architecture, readonly string[]>> = {
 // ---------------------------------------------------------------------------------------------------
 // GPT-2
 
-class Gpt2LanguageModel implements LanguageModel {
+class Gpt2LanguageModel extends ModelAdapter<Gpt2Model> implements LanguageModel {
   readonly arch = 'gpt2';
-
-  constructor(readonly model: Gpt2Model) {}
 
   get vocabSize(): number {
     return this.model.config.vocabSize;
@@ -64,21 +63,6 @@ class Gpt2LanguageModel implements LanguageModel {
   }
   get configJson(): Record<string, unknown> {
     return { model_type: 'gpt2', ...this.model.config };
-  }
-  loss(ids: Int32Array, targets: Int32Array, B: number, T: number): Tensor {
-    return this.model.loss(ids, targets, B, T);
-  }
-  parameters(): Tensor[] {
-    return this.model.parameters();
-  }
-  namedParameters(): Array<[string, Tensor]> {
-    return this.model.namedParameters();
-  }
-  train(flag = true): unknown {
-    return this.model.train(flag);
-  }
-  parameterCount(): number {
-    return this.model.parameterCount();
   }
   sequenceLogits(ids: readonly number[]): Float32Array | Float64Array {
     return this.model.forward(ids, 1, ids.length).data; // (1, T, V)

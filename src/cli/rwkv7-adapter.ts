@@ -11,6 +11,7 @@ import type { NextLogits } from '../models/sampling.js';
 import type { Tensor } from '../tensor/index.js';
 import type { Gpt2Tokenizer } from '../tokenizer/index.js';
 import type { LanguageModel } from './model-folder.js';
+import { ModelAdapter, recurrentLogitsOf } from './model-adapter.js';
 
 /**
  * Size presets with GPT-2's vocabulary, so they train on the same token cache as the GPT-2
@@ -23,11 +24,9 @@ export const RWKV7_PRESETS = {
 
 export type Rwkv7PresetName = keyof typeof RWKV7_PRESETS;
 
-class Rwkv7LanguageModel implements LanguageModel {
+class Rwkv7LanguageModel extends ModelAdapter<Rwkv7Model> implements LanguageModel {
   readonly arch = 'rwkv7';
   readonly maxSequenceLength = Infinity;
-
-  constructor(readonly model: Rwkv7Model) {}
 
   get vocabSize(): number {
     return this.model.config.vocabSize;
@@ -35,34 +34,11 @@ class Rwkv7LanguageModel implements LanguageModel {
   get configJson(): Record<string, unknown> {
     return rwkv7ConfigToJson(this.model.config);
   }
-  loss(ids: Int32Array, targets: Int32Array, B: number, T: number): Tensor {
-    return this.model.loss(ids, targets, B, T);
-  }
-  parameters(): Tensor[] {
-    return this.model.parameters();
-  }
-  namedParameters(): Array<[string, Tensor]> {
-    return this.model.namedParameters();
-  }
-  train(flag = true): unknown {
-    return this.model.train(flag);
-  }
-  parameterCount(): number {
-    return this.model.parameterCount();
-  }
   sequenceLogits(ids: readonly number[]): Float32Array | Float64Array {
     return this.model.forward(ids, 1, ids.length).logits.data; // (1, T, V)
   }
   recurrentLogits(ids: readonly number[]): Float32Array | Float64Array {
-    const V = this.vocabSize;
-    const out = new Float32Array(ids.length * V);
-    let state: Rwkv7State | null = null;
-    ids.forEach((id, t) => {
-      const result = this.model.step(id, state); // logits (1, V)
-      out.set(result.logits.data, t * V);
-      state = result.state;
-    });
-    return out;
+    return recurrentLogitsOf<Rwkv7State>(ids, this.vocabSize, (id, state) => this.model.step(id, state));
   }
   nextLogits(): NextLogits {
     return rwkv7NextLogits(this.model);

@@ -6,11 +6,10 @@ import type { NextLogits } from '../models/sampling.js';
 import type { Tensor } from '../tensor/index.js';
 import type { Gpt2Tokenizer } from '../tokenizer/index.js';
 import type { LanguageModel } from './model-folder.js';
+import { ModelAdapter, recurrentLogitsOf } from './model-adapter.js';
 
-class StudentLanguageModel implements LanguageModel {
+class StudentLanguageModel extends ModelAdapter<StudentModel> implements LanguageModel {
   readonly arch = 'rwkv7-student';
-
-  constructor(readonly model: StudentModel) {}
 
   get vocabSize(): number {
     return this.model.config.teacher.vocabSize;
@@ -22,34 +21,11 @@ class StudentLanguageModel implements LanguageModel {
   get configJson(): Record<string, unknown> {
     return studentConfigToJson(this.model.config);
   }
-  loss(ids: Int32Array, targets: Int32Array, B: number, T: number): Tensor {
-    return this.model.loss(ids, targets, B, T);
-  }
-  parameters(): Tensor[] {
-    return this.model.parameters();
-  }
-  namedParameters(): Array<[string, Tensor]> {
-    return this.model.namedParameters();
-  }
-  train(flag = true): unknown {
-    return this.model.train(flag);
-  }
-  parameterCount(): number {
-    return this.model.parameterCount();
-  }
   sequenceLogits(ids: readonly number[]): Float32Array | Float64Array {
     return this.model.forward(ids, 1, ids.length).logits.data; // (1, T, V)
   }
   recurrentLogits(ids: readonly number[]): Float32Array | Float64Array {
-    const V = this.vocabSize;
-    const out = new Float32Array(ids.length * V);
-    let state: StudentState | null = null;
-    ids.forEach((id, t) => {
-      const result = this.model.step(id, state); // logits (1, V)
-      out.set(result.logits.data, t * V);
-      state = result.state;
-    });
-    return out;
+    return recurrentLogitsOf<StudentState>(ids, this.vocabSize, (id, state) => this.model.step(id, state));
   }
   nextLogits(): NextLogits {
     return studentNextLogits(this.model);
