@@ -1,13 +1,14 @@
 // End-to-end tests of the `rwkvify` command's failure paths: user mistakes exit with code 2 and
 // a one-line message, and Ctrl-C during pretraining saves a checkpoint and exits with 130.
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
-import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
+import { GPT2_PRESETS, Gpt2Model, loadGpt2Folder, saveGpt2Folder } from '../src/models/gpt2/index.js';
+import { convertTeacher, saveStudentFolder } from '../src/models/student/index.js';
 import { Rng } from '../src/tensor/index.js';
 import { InputError } from '../src/data/input-error.js';
 import { reportError } from '../src/cli/program.js';
@@ -23,7 +24,9 @@ interface CliResult {
 
 /** Runs `rwkvify ...args` to completion. */
 function runCli(args: readonly string[], timeoutMs = 50_000): CliResult {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs });
+  // SIGKILL, because a process stuck in a synchronous call never runs the SIGTERM handler that
+  // pretrain, distill and demo install.
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' });
   if (result.error !== undefined) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -127,6 +130,68 @@ describe('rwkvify errors', () => {
     expectUserError(runCli(['logits', '--model', broken, '--ids', '1']), 'cannot load the gpt2 model', 'model.safetensors');
   });
 
+  it('exits 2 on seeds outside 32 bits', () => {
+    const commands = [
+      ['pretrain', '--arch', 'gpt2', '--data', corpus, '--out', join(root, 'seed-run')],
+      ['generate', '--model', runDir, '--prompt', 'x'],
+      ['demo', '--quick', '--out', join(root, 'seed-demo')],
+    ];
+    for (const command of commands) {
+      const result = runCli([...command, '--seed', '4294967296']);
+      expectUserError(result, "'--seed <n>' argument '4294967296' is invalid", 'an integer seed in [0, 4294967295]');
+    }
+    const largest = runCli(['generate', '--model', runDir, '--prompt', 'x', '--max-tokens', '2', '--seed', '4294967295']);
+    expect(largest.stderr).not.toMatch(/^error: /m);
+    expect(largest.status).toBe(0);
+  });
+
+  it('names the file, not the function, of a bad model folder', () => {
+    const internalName = /[a-z]+[A-Z]\w*: /; // such as configFromHf: or parseVocabJson:
+    const heads = join(root, 'bad-heads');
+    mkdirSync(heads);
+    writeFileSync(join(heads, 'model.safetensors'), readFileSync(join(runDir, 'model.safetensors')));
+    const config = JSON.parse(readFileSync(join(runDir, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(heads, 'config.json'), JSON.stringify({ ...config, n_head: 3 }));
+    const headsResult = runCli(['logits', '--model', heads, '--ids', '1']);
+    expectUserError(headsResult, `cannot load the gpt2 model in "${heads}": config.json: n_embd (32) must be divisible by n_head (3)`);
+    expect(headsResult.stderr).not.toMatch(internalName);
+
+    const vocab = join(root, 'bad-vocab');
+    mkdirSync(vocab);
+    for (const file of ['config.json', 'model.safetensors']) writeFileSync(join(vocab, file), readFileSync(join(runDir, file)));
+    writeFileSync(join(vocab, 'vocab.json'), '[1, 2]');
+    writeFileSync(join(vocab, 'merges.txt'), '#version: 0.2\n');
+    const vocabResult = runCli(['tokenize', '--model', vocab, 'hi']);
+    expectUserError(vocabResult, `cannot load the tokenizer of "${vocab}": vocab.json must contain a JSON object`);
+    expect(vocabResult.stderr).not.toMatch(internalName);
+
+    const weights = join(root, 'no-weights');
+    mkdirSync(weights);
+    writeFileSync(join(weights, 'config.json'), readFileSync(join(runDir, 'config.json')));
+    expectUserError(runCli(['generate', '--model', weights, '--prompt', 'x']), `"${weights}" has config.json but no model.safetensors`);
+  });
+
+  it('exits 2 on an --out under /proc', { skip: !existsSync('/proc/self') }, () => {
+    // Node's recursive mkdir loops forever here, so a regression shows as the spawn timing out.
+    const out = join('/proc', `rwkvify-test-${process.pid}`, 'out');
+    const student = join(root, 'student');
+    saveStudentFolder(convertTeacher(loadGpt2Folder(runDir)), student);
+    const commands = [
+      ['pretrain', '--arch', 'gpt2', '--data', corpus, '--out', out],
+      ['convert', '--teacher', runDir, '--out', out],
+      ['distill', '--teacher', runDir, '--student', student, '--data', corpus, '--out', out, '--quick'],
+      ['eval', '--teacher', runDir, '--student', student, '--data', corpus, '--out', out],
+      ['demo', '--quick', '--out', out],
+    ];
+    for (const command of commands) {
+      const result = runCli(command, 15_000);
+      expect(result.status, command[0]).toBe(2);
+      expect(result.stderr, command[0]).toMatch(/^error: (demo: )?cannot (create|write to) the --out folder/m);
+      expect(result.stderr, command[0]).toContain(`"${out}"`);
+      expect(result.stderr, command[0]).toContain('does not allow new folders');
+    }
+  });
+
   it('exits 2 when --out is a file', () => {
     const file = join(root, 'out-file');
     writeFileSync(file, 'x');
@@ -181,6 +246,25 @@ describe('rwkvify pretrain interrupt', () => {
         .map((line) => JSON.parse(line) as Metric);
     const values = (metrics: Metric[]): Array<[string, number, number | undefined]> => metrics.map((m) => [m.kind, m.step, m.loss ?? m.valLoss]);
     expect(values(read(out))).toEqual(values(read(straightDir)));
+  });
+});
+
+describe('rwkvify pretrain --resume settings', () => {
+  it('rejects a shorter schedule and changed options', async () => {
+    const args = ['pretrain', '--data', corpus, ...TINY_RUN, '--steps', '8'];
+    const out = join(root, 'interrupted-8');
+    const interrupted = await interruptCli([...args, '--out', out], /^step 1\/8/m);
+    expect(interrupted.status).toBe(130);
+    const state = JSON.parse(readFileSync(join(out, 'model', 'trainer-state.json'), 'utf8')) as { step: number };
+    expect(state.step).toBeLessThan(8);
+
+    const shorter = runCli([...args, '--out', out, '--resume', '--steps', String(state.step)]);
+    expectUserError(shorter, `--steps ${state.step} is below the 8 steps that this run's cosine learning-rate schedule spans`, '--steps 8 or more');
+    expect(shorter.stdout).not.toMatch(/^step /m);
+
+    const changed = runCli([...args, '--out', out, '--resume', '--lr', '0.002', '--warmup', '3']);
+    expectUserError(changed, '--lr 0.002 (checkpoint: 0.001)', '--warmup 3 (checkpoint: 1)', 'another --out');
+    expect(changed.stdout).not.toMatch(/^step /m);
   });
 });
 

@@ -1,11 +1,14 @@
 // End-to-end tests of `rwkvify pretrain` and `rwkvify generate`: each case spawns
 // `node bin/rwkvify.js` as a user would. One tiny GPT-2 is pretrained once and reused.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+
+import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
+import { Rng } from '../src/tensor/index.js';
 
 const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const BIN = join(REPO_ROOT, 'bin', 'rwkvify.js');
@@ -18,7 +21,9 @@ interface CliResult {
 
 /** Runs `rwkvify ...args` to completion. */
 function runCli(args: readonly string[], timeoutMs = 50_000): CliResult {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs });
+  // SIGKILL, because a process stuck in a synchronous call never runs the SIGTERM handler that
+  // pretrain, distill and demo install.
+  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' });
   if (result.error !== undefined) throw result.error;
   return { status: result.status, stdout: result.stdout, stderr: result.stderr };
 }
@@ -89,21 +94,55 @@ describe('rwkvify pretrain', () => {
     expect(existsSync(join(runDir, 'data-cache', 'manifest.json'))).toBe(true);
   });
 
-  it('resumes with more steps', () => {
-    const result = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN, '--steps', '4', '--resume']);
+  it('resumes with more steps at the final rate', () => {
+    const result = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN, '--steps', '5', '--resume']);
     expect(result.stderr).not.toContain('internal error');
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('resuming after step 3');
     expect(result.stdout).toContain('reusing token cache');
-    expect(result.stdout).toMatch(/^step 4\/4 \| /m);
-    expect(result.stdout).not.toMatch(/^step 3\/4 /m);
-    const state = JSON.parse(readFileSync(join(runDir, 'model', 'trainer-state.json'), 'utf8')) as { step: number };
-    expect(state.step).toBe(4);
+    expect(result.stdout).toMatch(/cosine over the first 3 steps, then constant/);
+    expect(result.stderr).toContain("note: --steps 5 runs past the 3 steps of this run's cosine learning-rate schedule, so steps 4–5 run at its final rate 1.0e-4");
+    // The 3-step cosine schedule ended at --min-lr (--lr / 10); a schedule stretched to 5 steps
+    // would instead raise step 4 to 2.3e-4.
+    expect(result.stdout).toMatch(/^step 4\/5 \| loss \d+\.\d{4} \| lr 1\.0e-4 \| /m);
+    expect(result.stdout).toMatch(/^step 5\/5 \| loss \d+\.\d{4} \| lr 1\.0e-4 \| /m);
+    expect(result.stdout).not.toMatch(/^step 3\/5 /m);
+    const state = JSON.parse(readFileSync(join(runDir, 'model', 'trainer-state.json'), 'utf8')) as { step: number; settings: { steps: number; scheduleSteps: number } };
+    expect(state.step).toBe(5);
+    expect(state.settings.steps).toBe(5);
+    expect(state.settings.scheduleSteps).toBe(3);
   });
 
   it('rejects a second run into the same folder', () => {
     const result = runCli(['pretrain', '--data', corpus, '--out', runDir, ...TINY_RUN]);
     expectUserError(result, 'already has a checkpoint', '--resume');
+  });
+});
+
+describe('rwkvify pretrain --resume on replaced model files', () => {
+  /** Copies the trained run folder, so each case can damage its own copy. */
+  function copyRun(name: string): string {
+    const copy = join(root, name);
+    cpSync(runDir, copy, { recursive: true });
+    return copy;
+  }
+
+  it('rejects a student written over the checkpoint', () => {
+    const copy = copyRun('run-with-student');
+    const converted = runCli(['convert', '--teacher', join(runDir, 'model'), '--out', join(copy, 'model'), '--force']);
+    expect(converted.status).toBe(0);
+    const result = runCli(['pretrain', '--data', corpus, '--out', copy, ...TINY_RUN, '--steps', '6', '--resume']);
+    expectUserError(result, 'describes a rwkv7-student model', 'while training a gpt2 model', 'another --out', `remove "${copy}"`);
+    expect(result.stdout).not.toMatch(/^step /m);
+  });
+
+  it('rejects a GPT-2 of another size', () => {
+    const copy = copyRun('run-with-other-gpt2');
+    const model = join(copy, 'model');
+    saveGpt2Folder(new Gpt2Model({ ...GPT2_PRESETS.tiny, nEmbd: 64, nHead: 4, nInner: 256 }, { rng: new Rng(2) }), model);
+    const result = runCli(['pretrain', '--data', corpus, '--out', copy, ...TINY_RUN, '--steps', '6', '--resume']);
+    expectUserError(result, 'differs from the one trainer-state.json records', 'nEmbd 64 (trainer-state.json: 32)', 'nHead 4 (trainer-state.json: 2)', 'another --out');
+    expect(result.stdout).not.toMatch(/^step /m);
   });
 });
 

@@ -170,7 +170,22 @@ describe('token cache', () => {
     writeFileSync(join(dir, 'data.bin'), 'x');
     const error = captureError(() => loadTokenCorpus({ paths: [dir], outDir: folder('nothing-out'), tokenizer: bytesOnly, requiredTokens: 10 }));
     expect(error).toBeInstanceOf(InputError);
-    expect(error.message).toContain('0 file(s)');
+    expect(error.message).toContain('no files with the extensions .txt, .md');
+  });
+
+  it('states the purpose of an empty corpus', () => {
+    const dir = folder('empty-scoring');
+    writeFileSync(join(dir, 'empty.txt'), '');
+    const purpose = { use: 'score', rule: 'one window of --seq-len + 1' };
+    const scoring = captureError(() => loadTokenCorpus({ paths: [dir], outDir: folder('empty-scoring-out'), tokenizer: bytesOnly, requiredTokens: 65, purpose }));
+    expect(scoring).toBeInstanceOf(InputError);
+    expect(scoring.message).toContain('the file is empty or contains only whitespace');
+    expect(scoring.message).toContain('no tokens to score');
+    expect(scoring.message).toContain('65 tokens (one window of --seq-len + 1)');
+    expect(scoring.message).not.toMatch(/train/);
+
+    const training = captureError(() => loadTokenCorpus({ paths: [dir], outDir: folder('empty-training-out'), tokenizer: bytesOnly, requiredTokens: 65 }));
+    expect(training.message).toContain('no tokens to train on');
   });
 });
 

@@ -118,6 +118,46 @@ describe('rwkvify convert, distill, eval', () => {
     expect(result.stderr).toMatch(/rwkv7-student/);
   });
 
+  test('eval on an empty file exits with code 2', async () => {
+    const studentDir = join(root, 'student-for-empty-eval');
+    expect((await rwkvify(['convert', '--teacher', teacherDir, '--out', studentDir])).code).toBe(0);
+    const empty = join(root, 'empty.txt');
+    writeFileSync(empty, '');
+    const result = await rwkvify(['eval', '--teacher', teacherDir, '--student', studentDir, '--data', empty, '--out', join(root, 'empty-report'), '--seq-len', '16']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`no text found in "${empty}"`);
+    expect(result.stderr).toContain('the file is empty or contains only whitespace');
+    expect(result.stderr).toContain('no tokens to score');
+    expect(result.stderr).toContain('at least 17 tokens');
+    expect(result.stderr).not.toMatch(/train/);
+  });
+
+  test('bad teacher config names the file, not the function', async () => {
+    const badTeacher = join(root, 'teacher-bad-heads');
+    saveGpt2Folder(new Gpt2Model(TINY, { rng: new Rng(4) }), badTeacher, { tokenizer: byteTokenizer() });
+    const config = JSON.parse(readFileSync(join(badTeacher, 'config.json'), 'utf8')) as Record<string, unknown>;
+    writeFileSync(join(badTeacher, 'config.json'), JSON.stringify({ ...config, n_head: 3 }));
+    const result = await rwkvify(['convert', '--teacher', badTeacher, '--out', join(root, 'never-written')]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toContain(`cannot load the teacher GPT-2 in "${badTeacher}": config.json: n_embd (32) must be divisible by n_head (3)`);
+    expect(result.stderr).not.toMatch(/configFromHf|[a-z]+[A-Z]\w*: /);
+  });
+
+  test('seeds outside 32 bits exit with code 2', async () => {
+    const studentDir = join(root, 'student');
+    const commands = [
+      ['convert', '--teacher', teacherDir, '--out', join(root, 'seed-convert')],
+      ['distill', '--teacher', teacherDir, '--student', studentDir, '--data', dataPath, '--out', join(root, 'seed-distill'), '--quick'],
+      ['eval', '--teacher', teacherDir, '--student', studentDir, '--data', dataPath, '--out', join(root, 'seed-eval')],
+    ];
+    for (const command of commands) {
+      const result = await rwkvify([...command, '--seed', '4294967296']);
+      expect(result.code, command[0]).toBe(2);
+      expect(result.stderr, command[0]).toContain("'--seed <n>' argument '4294967296' is invalid");
+      expect(result.stderr, command[0]).toContain('[0, 4294967295]');
+    }
+  });
+
   test('diverging loss exits with code 2 naming stage and step', async () => {
     const studentDir = join(root, 'student-nan');
     expect((await rwkvify(['convert', '--teacher', teacherDir, '--out', studentDir])).code).toBe(0);

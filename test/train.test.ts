@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { BatchSampler, heldOutBatches, type TokenArray } from '../src/data/dataset.js';
+import { InputError } from '../src/data/input-error.js';
 import { Gpt2Model, loadGpt2Folder, saveGpt2Folder, type Gpt2Config } from '../src/models/gpt2/index.js';
 import { loadRwkv7Safetensors, Rwkv7Model, saveRwkv7Safetensors } from '../src/models/rwkv7/index.js';
 import { Rng, type Tensor } from '../src/tensor/index.js';
@@ -213,6 +214,49 @@ describe('trainer', () => {
     const loss = evaluate(model, batches);
     expect(loss).toBeGreaterThan(3.5);
     expect(model.parameters().every((p) => p.grad === null)).toBe(true);
+  });
+
+  it('extends a finished schedule at its final rate', async () => {
+    const outDir = join(root, 'extended');
+    const model = freshModel();
+    const first = await run({ outDir, model, settings: settings({ steps: 4 }) }, model);
+    expect(first.step).toBe(4);
+
+    const resumed = loadGpt2Folder(first.checkpoint);
+    const rest = await run({ outDir, model: resumed, settings: settings({ steps: 6, scheduleSteps: 4 }), resumeFrom: first.checkpoint }, resumed);
+    expect(rest.step).toBe(6);
+    const rates = records(outDir, 'train').map((r) => (r.kind === 'train' ? r.lr : NaN));
+    expect(rates).toHaveLength(6);
+    // Cosine from 3e-3 reaches --min-lr 3e-4 at step 4, the end of its span, and stays there.
+    expect(rates[3]).toBe(3e-4);
+    expect(rates[4]).toBe(3e-4);
+    expect(rates[5]).toBe(3e-4);
+    expect(rates[2]).toBeGreaterThan(3e-4);
+  });
+
+  it('rejects a schedule span beyond the steps', async () => {
+    const model = freshModel();
+    const failure = await run({ outDir: join(root, 'bad-span'), model, settings: settings({ steps: 4, scheduleSteps: 5 }) }, model).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(InputError);
+    expect((failure as Error).message).toContain('scheduleSteps must be an integer in [1, steps = 4], got 5');
+  });
+
+  it('rejects seeds beyond 32 bits', async () => {
+    const model = freshModel();
+    const failure = await run({ outDir: join(root, 'bad-seed'), model, settings: settings({ seed: 2 ** 32 }) }, model).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(InputError);
+    expect((failure as Error).message).toContain('seed must be an integer in [0, 4294967295], got 4294967296');
+  });
+
+  it('rejects optimizer moments of other parameters', async () => {
+    const outDir = join(root, 'two-layers');
+    const twoLayers = new Gpt2Model({ ...CONFIG, nLayer: 2 }, { rng: new Rng(3) });
+    const first = await run({ outDir, model: twoLayers, settings: settings({ steps: 2 }) }, twoLayers);
+
+    const oneLayer = freshModel();
+    const failure = await run({ outDir, model: oneLayer, settings: settings({ steps: 4 }), resumeFrom: first.checkpoint }, oneLayer).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(InputError);
+    expect((failure as Error).message).toMatch(/contains optimizer moments of \d+ parameter\(s\) that this run does not train, such as "h\.1\./);
   });
 
   it('writes the trainer state', async () => {

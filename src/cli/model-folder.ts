@@ -3,10 +3,10 @@
 // (`LanguageModel`) so the commands treat GPT-2 and RWKV-7 alike.
 
 import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, sep } from 'node:path';
 
 import { InputError } from '../data/input-error.js';
-import { GPT2_PRESETS, Gpt2Model, gpt2NextLogits, loadGpt2Folder, saveGpt2Folder, type Gpt2PresetName } from '../models/gpt2/index.js';
+import { GPT2_PRESETS, Gpt2Model, gpt2NextLogits, loadGpt2Folder, saveGpt2Folder, WEIGHTS_FILE, type Gpt2PresetName } from '../models/gpt2/index.js';
 import type { NextLogits } from '../models/sampling.js';
 import { Rng, type Tensor } from '../tensor/index.js';
 import { Gpt2Tokenizer } from '../tokenizer/index.js';
@@ -138,6 +138,40 @@ export function detectArchitecture(dir: string): ModelType {
   return modelType as ModelType;
 }
 
+// ---------------------------------------------------------------------------------------------------
+// Messages of files that fail to load
+
+/**
+ * Leading labels of library errors: a function or class name (`configFromHf: `, `parseMerges: `,
+ * `Gpt2Tokenizer: `, `Rwkv7Model.forward: `) or a module name. They help a developer find the
+ * check, but a user who passed a bad folder needs the file and the value.
+ */
+const INTERNAL_PREFIX = /^(?:[a-z][a-z0-9]*[A-Z][A-Za-z0-9]*|[A-Z][a-z][A-Za-z0-9]*(?:\.[A-Za-z0-9]+)?|safetensors|rwkv7|checkpoint): /;
+
+/** Module labels of configuration checks whose messages do not always name the file they read. */
+const CONFIG_PREFIX = /^(?:rwkv7 config|student config): /;
+
+/**
+ * Rewrites the message of a library error raised while reading the folder `dir` as a plain
+ * sentence: internal prefixes are removed, and paths inside `dir` become file names, because the
+ * command's message names the folder. `configFromHf: /m/config.json: n_embd (32) must be …`
+ * becomes `config.json: n_embd (32) must be …`.
+ */
+export function plainLoadReason(error: unknown, dir: string): string {
+  let reason = error instanceof Error ? error.message : String(error);
+  let fromConfigCheck = false;
+  for (;;) {
+    const internal = INTERNAL_PREFIX.exec(reason) ?? CONFIG_PREFIX.exec(reason);
+    if (internal === null) break;
+    fromConfigCheck ||= CONFIG_PREFIX.test(reason);
+    reason = reason.slice(internal[0].length);
+  }
+  const prefix = join(dir, sep);
+  const namesFile = reason.includes(prefix);
+  reason = reason.split(prefix).join('');
+  return fromConfigCheck && !namesFile ? `config.json: ${reason}` : reason;
+}
+
 /** Returns true when `dir` contains tokenizer files in either layout (vocab.json + merges.txt or encoder.json + vocab.bpe). */
 export function hasTokenizerFiles(dir: string): boolean {
   return [HUGGING_FACE_FILE_NAMES, OPENAI_FILE_NAMES].some((names) => existsSync(join(dir, names.vocab)) || existsSync(join(dir, names.merges)));
@@ -152,8 +186,7 @@ export function loadTokenizer(dir: string | undefined): { tokenizer: Gpt2Tokeniz
   try {
     return { tokenizer: Gpt2Tokenizer.fromFolder(dir), source: 'folder' };
   } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InputError(`cannot load the tokenizer of "${dir}": ${reason}`);
+    throw new InputError(`cannot load the tokenizer of "${dir}": ${plainLoadReason(error, dir)}`);
   }
 }
 
@@ -172,13 +205,15 @@ function loadModel(modelType: ModelType, dir: string): LanguageModel {
 export function loadModelFolder(given: string): LoadedModel {
   const dir = resolveModelFolder(given);
   const arch = detectArchitecture(dir);
+  if (!existsSync(join(dir, WEIGHTS_FILE))) {
+    throw new InputError(`model folder "${dir}" has config.json but no ${WEIGHTS_FILE}; copy the weights next to config.json, or pass the folder that has them`);
+  }
   let model: LanguageModel;
   try {
     model = loadModel(arch, dir);
   } catch (error) {
     if (error instanceof InputError) throw error;
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InputError(`cannot load the ${arch} model in "${dir}": ${reason}`);
+    throw new InputError(`cannot load the ${arch} model in "${dir}": ${plainLoadReason(error, dir)}`);
   }
   const { tokenizer, source } = loadTokenizer(dir);
   if (tokenizer.vocabSize > model.vocabSize) {

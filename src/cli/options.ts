@@ -4,6 +4,8 @@
 
 import { InvalidArgumentError } from 'commander';
 
+import { MAX_SEED } from '../train/settings.js';
+
 /** Parses an integer ≥ `min`. */
 export function integerAtLeast(min: number): (value: string) => number {
   return (value) => {
@@ -13,6 +15,18 @@ export function integerAtLeast(min: number): (value: string) => number {
     }
     return parsed;
   };
+}
+
+/**
+ * Parses a seed: an integer in [0, 2^32 − 1]. The random generators take 32-bit seeds, so a
+ * larger value would silently act as another seed (2^32 as 0).
+ */
+export function seedValue(value: string): number {
+  const parsed = Number(value);
+  if (value.trim() === '' || !Number.isInteger(parsed) || parsed < 0 || parsed > MAX_SEED) {
+    throw new InvalidArgumentError(`expected an integer seed in [0, ${MAX_SEED}], got "${value}".`);
+  }
+  return parsed;
 }
 
 /** Parses a finite number in [min, max] (or [min, max) when `maxExclusive`). */

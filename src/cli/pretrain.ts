@@ -1,6 +1,5 @@
 // `rwkvify pretrain`: train a GPT-2 or RWKV-7 from scratch on a text corpus, or resume a run.
 
-import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 
 import { formatBytes } from '../data/corpus.js';
@@ -9,11 +8,13 @@ import { InputError } from '../data/input-error.js';
 import { describeBackendChoice } from '../kernels/index.js';
 import type { ScheduleKind } from '../optim/index.js';
 import { Gpt2Tokenizer } from '../tokenizer/index.js';
-import { findCheckpoint, readTrainerState, type TrainerState } from '../train/checkpoint.js';
+import { findCheckpoint, readTrainerState } from '../train/checkpoint.js';
 import { type TrainingSettings, tokensPerStep, validateSettings } from '../train/settings.js';
 import { train } from '../train/trainer.js';
 import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from './interrupt.js';
-import { createModel, loadModelFolder, type Architecture, type LanguageModel } from './model-folder.js';
+import { createModel, type Architecture, type LanguageModel } from './model-folder.js';
+import { createOutputFolder } from './output-folder.js';
+import { loadCheckpointModel, resumedSettings, scheduleSpan, scheduleTailNote } from './pretrain-resume.js';
 
 /** Parsed options of `rwkvify pretrain`. */
 export interface PretrainOptions {
@@ -43,24 +44,10 @@ export interface PretrainOptions {
 
 export { INTERRUPTED_EXIT_CODE } from './interrupt.js';
 
-/** Option names (camelCase) that set a training setting and must match the checkpoint on --resume. */
-const RESUME_CHECKED: ReadonlyArray<keyof TrainingSettings> = [
-  'batchSize',
-  'seqLen',
-  'gradAccum',
-  'lr',
-  'minLr',
-  'warmup',
-  'schedule',
-  'weightDecay',
-  'gradClip',
-  'seed',
-  'valFraction',
-];
-
 function settingsFromOptions(options: PretrainOptions): TrainingSettings {
   return {
     steps: options.steps,
+    scheduleSteps: options.steps,
     batchSize: options.batchSize,
     seqLen: options.seqLen,
     gradAccum: options.gradAccum,
@@ -78,35 +65,6 @@ function settingsFromOptions(options: PretrainOptions): TrainingSettings {
     seed: options.seed,
     valFraction: options.valFraction,
   };
-}
-
-/**
- * Returns the checkpoint's settings, with --steps and the reporting intervals taken from the
- * command line. A result-changing option that differs from the checkpoint is an InputError,
- * because the resumed run would silently not be the run it claims to continue.
- */
-function resumedSettings(state: TrainerState, options: PretrainOptions, explicit: ReadonlySet<string>): TrainingSettings {
-  const saved = state.settings;
-  const requested = settingsFromOptions(options);
-  for (const key of RESUME_CHECKED) {
-    if (explicit.has(key) && JSON.stringify(requested[key]) !== JSON.stringify(saved[key])) {
-      throw new InputError(
-        `--resume continues with the checkpoint's settings, but ${optionName(key)} ${String(requested[key])} differs from the saved ${String(saved[key])}; ` +
-          'drop the option, or start a new run with another --out',
-      );
-    }
-  }
-  const steps = explicit.has('steps') ? options.steps : saved.steps;
-  if (steps < state.step) {
-    throw new InputError(`--steps ${steps} is below the ${state.step} steps the checkpoint has already done; pass a larger --steps`);
-  }
-  const pick = <K extends keyof TrainingSettings>(key: K): TrainingSettings[K] => (explicit.has(key) ? requested[key] : saved[key]);
-  return { ...saved, steps, logEvery: pick('logEvery'), evalEvery: pick('evalEvery'), evalBatches: pick('evalBatches'), saveEvery: pick('saveEvery') };
-}
-
-/** Converts a settings key (seqLen) to its option name (--seq-len). */
-function optionName(key: string): string {
-  return '--' + key.replace(/[A-Z]/g, (letter) => '-' + letter.toLowerCase());
 }
 
 // ---------------------------------------------------------------------------------------------------
@@ -129,6 +87,12 @@ function describeSplit(corpus: TokenCorpus, split: DataSplit): string {
   return `${trainTokens.toLocaleString('en-US')} training tokens | ${heldTokens.toLocaleString('en-US')} held-out tokens (${held})`;
 }
 
+function describeSchedule(s: TrainingSettings): string {
+  const span = scheduleSpan(s);
+  const shape = span < s.steps ? `${s.schedule} over the first ${countSteps(span)}, then constant` : s.schedule;
+  return `${s.lr.toExponential(1)} → ${s.minLr.toExponential(1)} (${shape}), warm-up ${countSteps(s.warmup)}`;
+}
+
 function printSettings(options: PretrainOptions, preset: string, settings: TrainingSettings, model: LanguageModel, resumeStep: number | undefined): void {
   const s = settings;
   printTable('rwkvify pretrain', [
@@ -137,7 +101,7 @@ function printSettings(options: PretrainOptions, preset: string, settings: Train
     ['start', resumeStep === undefined ? 'new run' : `resuming after step ${resumeStep}`],
     ['steps', String(s.steps)],
     ['batch', `${s.batchSize} sequences × ${s.seqLen} tokens × ${s.gradAccum} accumulation = ${tokensPerStep(s).toLocaleString('en-US')} tokens/step`],
-    ['learning rate', `${s.lr.toExponential(1)} → ${s.minLr.toExponential(1)} (${s.schedule}), warm-up ${countSteps(s.warmup)}`],
+    ['learning rate', describeSchedule(s)],
     ['AdamW', `betas (${s.betas.join(', ')}), weight decay ${s.weightDecay} on 2-D weights, grad clip ${s.gradClip === 0 ? 'off' : s.gradClip}`],
     ['log', `every ${countSteps(s.logEvery)}`],
     ['evaluation', `${s.evalEvery === 0 ? 'at the end' : `every ${countSteps(s.evalEvery)}`}, on at most ${s.evalBatches} held-out batch(es)`],
@@ -151,19 +115,9 @@ function printSettings(options: PretrainOptions, preset: string, settings: Train
 // ---------------------------------------------------------------------------------------------------
 // Command
 
-function createOutputFolder(outDir: string): void {
-  try {
-    mkdirSync(outDir, { recursive: true });
-  } catch (error) {
-    const reason = error instanceof Error ? error.message : String(error);
-    throw new InputError(`cannot create the --out folder "${outDir}": ${reason}`);
-  }
-}
-
 /** Runs `rwkvify pretrain`; returns the exit code. `explicit` names the options given on the command line. */
 export async function runPretrain(options: PretrainOptions, explicit: ReadonlySet<string>): Promise<number> {
-  const outDir = resolve(options.out);
-  createOutputFolder(outDir);
+  const outDir = createOutputFolder(options.out);
   const existing = findCheckpoint(outDir);
 
   let model: LanguageModel;
@@ -180,13 +134,13 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
     if (state.model.arch !== options.arch) {
       throw new InputError(`--resume: the checkpoint in "${existing}" is a ${state.model.arch} model, but --arch is ${options.arch}`);
     }
-    settings = resumedSettings(state, options, explicit);
+    settings = resumedSettings(state, settingsFromOptions(options), explicit);
     preset = typeof state.args.preset === 'string' ? state.args.preset : options.preset;
     if (explicit.has('preset') && options.preset !== preset) {
       throw new InputError(`--resume: the checkpoint in "${existing}" uses preset ${preset}, but --preset is ${options.preset}`);
     }
     savedCorpusTokens = state.args.corpusTokens;
-    const loaded = loadModelFolder(existing);
+    const loaded = loadCheckpointModel(existing, state, outDir);
     model = loaded.model;
     tokenizer = loaded.tokenizer;
     resumeFrom = existing;
@@ -206,6 +160,8 @@ export async function runPretrain(options: PretrainOptions, explicit: ReadonlySe
     throw new InputError(`--seq-len ${settings.seqLen} exceeds the ${model.maxSequenceLength} positions of this ${model.arch} preset; pass --seq-len ${model.maxSequenceLength} or less`);
   }
   printSettings(options, preset, settings, model, resumeStep);
+  const tailNote = scheduleTailNote(settings);
+  if (tailNote !== undefined) process.stderr.write(`${tailNote}\n`);
 
   const B = settings.batchSize;
   const T = settings.seqLen;

@@ -12,12 +12,12 @@ import { Command, CommanderError, Option } from 'commander';
 import { DEFAULT_EXTENSIONS } from '../data/corpus.js';
 import { InputError } from '../data/input-error.js';
 import { BACKEND_NAMES, BackendUnavailableError, backendChoice, setBackend } from '../kernels/index.js';
-import { DEFAULT_SETTINGS } from '../train/settings.js';
+import { DEFAULT_SETTINGS, MAX_SEED } from '../train/settings.js';
 import { TrainingDivergedError } from '../train/trainer.js';
 import { registerBenchCommands } from './commands/bench.js';
 import { registerDemoCommand } from './commands/demo.js';
 import { registerDistillCommands } from './commands/distill.js';
-import { extensionList, integerAtLeast, numberInRange, positiveNumberUpTo, tokenIdList } from './options.js';
+import { extensionList, integerAtLeast, numberInRange, positiveNumberUpTo, seedValue, tokenIdList } from './options.js';
 import { runGenerate, runLogits, runTokenize, type GenerateCommandOptions, type LogitsCommandOptions, type TokenizeCommandOptions } from './inspect.js';
 import { ARCHITECTURES, PRESETS } from './model-folder.js';
 import { runPretrain, type PretrainOptions } from './pretrain.js';
@@ -38,28 +38,28 @@ function addPretrainCommand(program: Command, setExitCode: ExitCodeSink): void {
     .requiredOption('--data <paths...>', 'text files or folders (read recursively) that form the corpus; files must be UTF-8')
     .requiredOption('--out <dir>', 'run folder: receives model/ (latest checkpoint), metrics.jsonl and data-cache/')
     .addOption(new Option('--preset <name>', `model size; gpt2 has ${PRESETS.gpt2.join(', ')} and rwkv7 has ${PRESETS.rwkv7.join(', ')}`).choices(allPresets).default('tiny'))
-    .option('--steps <n>', 'optimizer steps to run in total', integerAtLeast(1), d.steps)
+    .option('--steps <n>', 'optimizer steps to run in total; with --resume, a larger value extends the run, whose extra steps keep the final learning rate', integerAtLeast(1), d.steps)
     .option('--batch-size <n>', 'sequences per micro-batch (B)', integerAtLeast(1), d.batchSize)
     .option('--seq-len <n>', 'tokens per sequence (T)', integerAtLeast(1), d.seqLen)
     .option('--grad-accum <n>', 'micro-batches accumulated per optimizer step', integerAtLeast(1), d.gradAccum)
     .option('--lr <rate>', 'peak learning rate, reached after warm-up', numberInRange(0, 1), d.lr)
-    .option('--min-lr <rate>', 'final learning rate of the decay (default: --lr / 10)', numberInRange(0, 1))
+    .option('--min-lr <rate>', 'final learning rate of the decay; unused by --schedule constant (default: --lr / 10)', numberInRange(0, 1))
     .option('--warmup <steps>', 'optimizer steps of linear warm-up from 1% of --lr', integerAtLeast(0), d.warmup)
     .addOption(new Option('--schedule <kind>', 'learning-rate decay after warm-up').choices(['cosine', 'linear', 'quarter-cosine', 'constant']).default(d.schedule))
     .option('--weight-decay <coef>', 'AdamW decoupled weight decay on 2-D weights (per step, times lr)', numberInRange(0, 10), d.weightDecay)
     .option('--grad-clip <norm>', 'maximum global L2 norm of the gradient; 0 turns clipping off', numberInRange(0, Infinity), d.gradClip)
     .option('--eval-every <steps>', 'optimizer steps between held-out evaluations; 0 evaluates at the end only', integerAtLeast(0), d.evalEvery)
     .option('--eval-batches <n>', 'maximum held-out batches per evaluation', integerAtLeast(1), d.evalBatches)
-    .option('--save-every <steps>', 'optimizer steps between checkpoints; 0 saves at the end only', integerAtLeast(0), d.saveEvery)
+    .option('--save-every <steps>', 'optimizer steps between checkpoints, besides the one at the end; 0 saves at the end only', integerAtLeast(0), d.saveEvery)
     .option('--log-every <steps>', 'optimizer steps between log lines', integerAtLeast(1), d.logEvery)
-    .option('--seed <n>', 'seed of the initial weights and of the batch order', integerAtLeast(0), d.seed)
+    .option('--seed <n>', `seed of the initial weights and of the batch order, an integer in [0, ${MAX_SEED}]`, seedValue, d.seed)
     .option('--val-fraction <fraction>', 'fraction of documents held out for evaluation, in [0, 1)', numberInRange(0, 1, true), d.valFraction)
     .addOption(
       new Option('--extensions <list>', 'comma-separated file extensions read from folders; files named directly are always read')
         .argParser(extensionList)
         .default([...DEFAULT_EXTENSIONS], DEFAULT_EXTENSIONS.join(',')),
     )
-    .option('--resume', 'continue the run in --out from its last checkpoint, with the saved settings', false);
+    .option('--resume', 'continue the run in --out from its last checkpoint with its saved settings; only --steps (to extend the run) and the --log-every, --eval-every, --eval-batches and --save-every intervals may change', false);
 
   command.action(async (options: PretrainOptions) => {
     const explicit = new Set(Object.keys(options).filter((key) => command.getOptionValueSource(key) === 'cli'));
@@ -77,7 +77,7 @@ function addGenerateCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--temperature <t>', 'divides the logits before sampling; 0 picks the most likely token', numberInRange(0, 100), 1)
     .option('--top-k <k>', 'sample only from the k most likely tokens (default: all)', integerAtLeast(1))
     .option('--top-p <p>', 'sample only from the most likely tokens whose probabilities sum to p, in (0, 1]', positiveNumberUpTo(1), 1)
-    .option('--seed <n>', 'seed of the sampling generator', integerAtLeast(0), 0)
+    .option('--seed <n>', `seed of the sampling generator, an integer in [0, ${MAX_SEED}]`, seedValue, 0)
     .action((options: GenerateCommandOptions) => setExitCode(runGenerate(options)));
 }
 
@@ -96,8 +96,8 @@ function addLogitsCommand(program: Command, setExitCode: ExitCodeSink): void {
     .command('logits')
     .description('print, for each input position, the top-k next tokens and their probabilities')
     .requiredOption('--model <dir>', 'model folder, or a pretrain --out folder')
-    .option('--prompt <text>', 'input text')
-    .option('--ids <list>', 'input as comma-separated token ids, such as 15496,995', tokenIdList)
+    .option('--prompt <text>', 'input text (give either --prompt or --ids)')
+    .option('--ids <list>', 'input as comma-separated token ids, such as 15496,995 (give either --prompt or --ids)', tokenIdList)
     .option('--top-k <k>', 'next tokens shown per position', integerAtLeast(1), 5)
     .option('--json', 'print JSON, including the full logits of the last position', false)
     .addOption(new Option('--mode <mode>', 'sequence: one forward pass; rnn: one token at a time (key/value cache or recurrent state)').choices(['sequence', 'rnn']).default('sequence'))
@@ -143,7 +143,13 @@ export function buildProgram(setExitCode: ExitCodeSink): Command {
     .description('train GPT-2 and RWKV-7 language models, convert a GPT-2 into an RWKV-7 by distillation, and inspect them')
     .exitOverride()
     .showHelpAfterError('(add --help for the options)')
-    .addOption(new Option('--backend <name>', 'compute backend of the matmul and WKV kernels (default: $RWKVIFY_BACKEND, else auto)').choices(CLI_BACKENDS))
+    .addOption(
+      new Option(
+        '--backend <name>',
+        'compute backend of the matmul and WKV-7 kernels: auto picks js or wasm (WebAssembly SIMD) by size; reference is the slow float64 oracle; ' +
+          'cpu, webasm and headlessgl run gpu.js; webgpu works only for `bench kernels` (default: $RWKVIFY_BACKEND, else auto)',
+      ).choices(CLI_BACKENDS),
+    )
     .hook('preAction', (_program, action) => applyBackendOption(program, action));
   addPretrainCommand(program, setExitCode);
   addGenerateCommand(program, setExitCode);

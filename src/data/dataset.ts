@@ -55,11 +55,26 @@ export interface LoadCorpusOptions {
   tokenizer: Gpt2Tokenizer;
   /** Extensions read from folders; default .txt and .md. */
   extensions?: readonly string[];
-  /** Tokens one training batch needs, B·(T+1); named in the empty-corpus error. */
+  /** Tokens the caller needs at least (B·(T+1) for one training batch); named in the empty-corpus error. */
   requiredTokens: number;
+  /**
+   * Purpose of the tokens and the rule behind `requiredTokens`, for the empty-corpus error
+   * (default: training on batches of B·(T+1) tokens).
+   */
+  purpose?: CorpusPurpose;
   /** Receives one status line per stage (listing, tokenizing, reuse). */
   log?: (line: string) => void;
 }
+
+/** The use of a corpus, as the empty-corpus error states it. */
+export interface CorpusPurpose {
+  /** Completes "there are no tokens to …", such as "train on" or "score". */
+  use: string;
+  /** Rule that gives the required token count from the options, such as "--seq-len + 1". */
+  rule: string;
+}
+
+const TRAINING_PURPOSE: CorpusPurpose = { use: 'train on', rule: 'batch size × (sequence length + 1)' };
 
 // ---------------------------------------------------------------------------------------------------
 // Tokenizer fingerprint
@@ -105,16 +120,23 @@ export function loadTokenCorpus(options: LoadCorpusOptions): TokenCorpus {
 
   log(`data: tokenizing ${files.length} file(s) into ${cacheDir}`);
   const built = tokenizeFiles(files, options.tokenizer);
-  if (built.tokens.length === 0) {
-    const extensionsText = extensions.join(', ');
-    throw new InputError(
-      `corpus: no text found in ${options.paths.map((p) => `"${p}"`).join(', ')} ` +
-        `(${files.length} file(s) with extensions ${extensionsText}, all empty or whitespace); ` +
-        `training needs at least ${options.requiredTokens.toLocaleString('en-US')} tokens (batch size × (sequence length + 1))`,
-    );
-  }
+  if (built.tokens.length === 0) throw emptyCorpusError(options, files.length, extensions);
   writeCache(cacheDir, files, hash, options.tokenizer.eotId, built);
   return { ...built, files, cacheDir, reused: false };
+}
+
+function emptyCorpusError(options: LoadCorpusOptions, fileCount: number, extensions: readonly string[]): InputError {
+  const purpose = options.purpose ?? TRAINING_PURPOSE;
+  const problem =
+    fileCount === 0
+      ? `there are no files with the extensions ${extensions.join(', ')} (--extensions)`
+      : fileCount === 1
+        ? 'the file is empty or contains only whitespace'
+        : `all ${fileCount} files are empty or contain only whitespace`;
+  return new InputError(
+    `no text found in ${options.paths.map((p) => `"${p}"`).join(', ')}: ${problem}, ` +
+      `so there are no tokens to ${purpose.use}; pass text with at least ${options.requiredTokens.toLocaleString('en-US')} tokens (${purpose.rule})`,
+  );
 }
 
 /** A growable Int32Array, so a large corpus costs 4 bytes per token while it is collected. */

@@ -10,11 +10,12 @@
 // Each finished phase is recorded in <out>/demo-state.json (see state.ts); a re-run with the same
 // settings skips finished phases and continues distillation and baseline from their checkpoints.
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { hasTokenizerFiles, loadTokenizer, resolveModelFolder } from '../cli/model-folder.js';
+import { makeFolders } from '../cli/output-folder.js';
 import { loadBundledCorpora, writeBundledCorpora } from '../data/bundled-corpora.js';
 import { loadTokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
@@ -105,7 +106,7 @@ export function probeWritable(dir: string): void {
 
 function prepareOutFolder(out: string, checkWritable: (dir: string) => void): void {
   try {
-    mkdirSync(out, { recursive: true });
+    makeFolders(out);
     checkWritable(out);
   } catch (error) {
     const reason = error instanceof Error ? error.message : String(error);

@@ -9,6 +9,7 @@ import { basename, dirname, join } from 'node:path';
 
 import { noGrad } from '../autograd/index.js';
 import { detectArchitecture, loadModelFolder, loadTokenizer, resolveModelFolder } from '../cli/model-folder.js';
+import { createOutputFolder } from '../cli/output-folder.js';
 import { loadTokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
 import { gpt2NextLogits, type Gpt2Model } from '../models/gpt2/index.js';
@@ -309,7 +310,11 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
   if (seqLen > limit) throw new InputError(`eval: --seq-len ${seqLen} exceeds the teacher's ${limit} positions; pass ${limit} or less`);
 
   const { tokenizer } = loadTokenizer(teacherDir);
-  const corpus = loadTokenCorpus({ paths: options.data, outDir: options.out, tokenizer, extensions: options.extensions, requiredTokens: seqLen + 1, log });
+  // Created before the corpus is tokenized into it, after the models loaded, so a typo in a model
+  // path leaves no empty report folder behind.
+  createOutputFolder(options.out);
+  const purpose = { use: 'score', rule: `one window of --seq-len + 1 = ${seqLen} + 1` };
+  const corpus = loadTokenCorpus({ paths: options.data, outDir: options.out, tokenizer, extensions: options.extensions, requiredTokens: seqLen + 1, purpose, log });
   const windows = evaluationWindows(corpus.tokens, seqLen, options.maxTokens);
   if (windows.length === 0) {
     throw new InputError(`eval: the data has ${corpus.tokens.length} tokens, fewer than one window of --seq-len + 1 = ${seqLen + 1}; add text or lower --seq-len`);

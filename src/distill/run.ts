@@ -8,10 +8,11 @@
 // A stage starts from the student that the previous stage ended with. With `resume`, a stage
 // whose checkpoint has all its steps is skipped, a partial one continues from its checkpoint
 // (bit-exact, see trainer.ts), and a missing one starts fresh.
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 
-import { resolveModelFolder, loadTokenizer } from '../cli/model-folder.js';
+import { plainLoadReason, resolveModelFolder, loadTokenizer } from '../cli/model-folder.js';
+import { createOutputFolder } from '../cli/output-folder.js';
 import { BatchSampler, heldOutBatches, loadTokenCorpus, splitHeldOut, type Batch, type TokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
 import { loadGpt2Folder, type Gpt2Model } from '../models/gpt2/index.js';
@@ -73,17 +74,13 @@ export interface DistillResult {
 // ---------------------------------------------------------------------------------------------------
 // Loading and checking models
 
-function reasonOf(error: unknown): string {
-  return error instanceof Error ? error.message : String(error);
-}
-
 /** Loads the teacher with every parameter frozen. */
 export function loadTeacher(given: string): { dir: string; model: Gpt2Model } {
   const dir = resolveModelFolder(given);
   try {
     return { dir, model: loadGpt2Folder(dir).setRequiresGrad(false).eval() };
   } catch (error) {
-    throw new InputError(`cannot load the teacher GPT-2 in "${dir}": ${reasonOf(error)}`);
+    throw new InputError(`cannot load the teacher GPT-2 in "${dir}": ${plainLoadReason(error, dir)}`);
   }
 }
 
@@ -98,7 +95,7 @@ export function loadStudent(dir: string): StudentModel {
   try {
     return loadStudentFolder(dir);
   } catch (error) {
-    throw new InputError(`cannot load the student in "${dir}": ${reasonOf(error)}`);
+    throw new InputError(`cannot load the student in "${dir}": ${plainLoadReason(error, dir)}`);
   }
 }
 
@@ -256,8 +253,7 @@ function loadCorpus(options: DistillOptions, teacherDir: string, teacher: Gpt2Mo
 /** Runs the requested stages; see the file header for the folder layout and resumption. */
 export async function runDistill(options: DistillOptions): Promise<DistillResult> {
   const log = options.log ?? ((line: string): void => void process.stdout.write(line + '\n'));
-  const out = resolve(options.out);
-  mkdirSync(out, { recursive: true });
+  const out = createOutputFolder(options.out);
 
   const { dir: teacherDir, model: teacher } = loadTeacher(options.teacher);
   const initialDir = resolveStudentFolder(options.student);

@@ -14,7 +14,7 @@ import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../io/atomic.js';
-import { readSafetensorsFile, readTensor, writeSafetensorsFile, type SafetensorsInput } from '../io/safetensors.js';
+import { readSafetensorsFile, readTensor, writeSafetensorsFile, type SafetensorsFile, type SafetensorsInput } from '../io/safetensors.js';
 import type { AdamW, AdamWState } from '../optim/index.js';
 import type { SamplerState } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
@@ -136,12 +136,43 @@ export function readTrainerState(dir: string): TrainerState {
   return state;
 }
 
+/** Reads the optimizer file of a checkpoint; a missing or damaged file is an InputError. */
+function readOptimizerFile(path: string): SafetensorsFile {
+  if (!existsSync(path)) {
+    throw new InputError(`checkpoint: "${path}" is missing, so the optimizer state cannot be restored; start a new run with another --out`);
+  }
+  try {
+    return readSafetensorsFile(path);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError(`checkpoint: the optimizer state cannot be restored because the file is damaged (${reason}); start a new run with another --out`);
+  }
+}
+
+/**
+ * Throws an InputError when the optimizer file contains moments of parameters that the model does
+ * not train, because the model files were replaced or the run now trains other parameters.
+ */
+function rejectForeignMoments(path: string, tensorNames: Iterable<string>, parameters: ReadonlyArray<readonly [string, Tensor]>): void {
+  const trained = new Set(parameters.map(([name]) => name));
+  const momentOwners = [...tensorNames].map((name) => name.replace(/^exp_avg(_sq)?\./, ''));
+  const foreign = [...new Set(momentOwners)].filter((name) => !trained.has(name));
+  if (foreign.length === 0) return;
+  const examples = foreign.slice(0, 3).map((name) => `"${name}"`).join(', ');
+  throw new InputError(
+    `checkpoint: "${path}" contains optimizer moments of ${foreign.length} parameter(s) that this run does not train, such as ${examples}; ` +
+      'the checkpoint belongs to another model or to other options, so resume with the original model and options or start a new run with another --out',
+  );
+}
+
 /**
  * Loads the AdamW moments of a checkpoint into `optimizer`, matching them to parameters by name.
  * `parameters` must be in the optimizer's order (groups flattened).
  */
 export function restoreOptimizer(dir: string, state: TrainerState, optimizer: AdamW, parameters: ReadonlyArray<readonly [string, Tensor]>): void {
-  const file = readSafetensorsFile(join(dir, state.optimizer.file));
+  const path = join(dir, state.optimizer.file);
+  const file = readOptimizerFile(path);
+  rejectForeignMoments(path, file.tensors.keys(), parameters);
   const moments: AdamWState['moments'] = parameters.map(([name, tensor]) => {
     const mName = `exp_avg.${name}`;
     const vName = `exp_avg_sq.${name}`;

@@ -6,6 +6,11 @@ import { InputError } from '../data/input-error.js';
 export interface TrainingSettings {
   /** Optimizer steps to run in total. */
   steps: number;
+  /**
+   * Steps the learning-rate schedule spans (default: `steps`). A run extended on resume keeps its
+   * schedule, and its steps past this span run at the schedule's final rate.
+   */
+  scheduleSteps?: number;
   /** B, sequences per micro-batch. */
   batchSize: number;
   /** T, tokens per sequence. */
@@ -33,7 +38,7 @@ export interface TrainingSettings {
   evalBatches: number;
   /** Optimizer steps between checkpoints; 0 saves only at the end. */
   saveEvery: number;
-  /** Seed of the batch sampler. */
+  /** Seed of the batch sampler, an integer in [0, MAX_SEED]. */
   seed: number;
   /** Fraction of documents held out for evaluation. */
   valFraction: number;
@@ -63,6 +68,9 @@ export const DEFAULT_SETTINGS: Readonly<TrainingSettings> = Object.freeze({
   valFraction: 0.05,
 });
 
+/** Largest seed: seeds feed a 32-bit generator, so a larger value would wrap around to a smaller one. */
+export const MAX_SEED = 2 ** 32 - 1;
+
 /** Tokens one optimizer step consumes: gradAccum · B · T. */
 export function tokensPerStep(settings: Pick<TrainingSettings, 'gradAccum' | 'batchSize' | 'seqLen'>): number {
   return settings.gradAccum * settings.batchSize * settings.seqLen;
@@ -90,6 +98,13 @@ export function validateSettings(settings: TrainingSettings): void {
     if (typeof value !== 'number' || !Number.isFinite(value) || value < 0) {
       throw new InputError(`settings: ${key} must be a finite number ≥ 0, got ${String(value)}`);
     }
+  }
+  if (settings.seed > MAX_SEED) {
+    throw new InputError(`settings: seed must be an integer in [0, ${MAX_SEED}], got ${settings.seed}`);
+  }
+  const span = settings.scheduleSteps;
+  if (span !== undefined && (!Number.isInteger(span) || span < 1 || span > settings.steps)) {
+    throw new InputError(`settings: scheduleSteps must be an integer in [1, steps = ${settings.steps}], got ${String(span)}`);
   }
   if (settings.minLr > settings.lr) {
     throw new InputError(`settings: minLr (${settings.minLr}) must not exceed lr (${settings.lr})`);

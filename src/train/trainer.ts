@@ -155,6 +155,8 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
   const log = options.log ?? ((line: string): void => void process.stdout.write(line + '\n'));
   const now = options.now ?? ((): number => performance.now());
   const stepTokens = tokensPerStep(settings);
+  // Past the schedule's span the schedule returns its final rate (see TrainingSettings.scheduleSteps).
+  const scheduleSteps = settings.scheduleSteps ?? settings.steps;
   mkdirSync(outDir, { recursive: true });
 
   const { groups, order } = parameterGroups(model.namedParameters(), settings);
@@ -214,7 +216,7 @@ export async function train(options: TrainerOptions): Promise<TrainResult> {
 
     const stepNumber = step + 1; // steps completed once this one finishes
     const started = now();
-    const lr = learningRate(step, { kind: settings.schedule, lr0: settings.lr, lr1: settings.minLr, warmupSteps: settings.warmup, totalSteps: settings.steps });
+    const lr = learningRate(step, { kind: settings.schedule, lr0: settings.lr, lr1: settings.minLr, warmupSteps: settings.warmup, totalSteps: scheduleSteps });
     for (const group of groups) group.lr = lr;
 
     const { loss, gradNorm } = optimizerStep(model, sampler, optimizer, parameters, settings, stepNumber, lastCheckpoint);

@@ -8,7 +8,8 @@ import { InputError } from '../../data/input-error.js';
 import { parseStageList } from '../../distill/settings.js';
 import { POSITION_MODES, type PositionMode } from '../../models/student/index.js';
 import { runDemo } from '../../demo/run.js';
-import { integerAtLeast } from '../options.js';
+import { MAX_SEED } from '../../train/settings.js';
+import { seedValue } from '../options.js';
 import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from '../interrupt.js';
 
 /** Receives the exit code of the command that ran. */
@@ -61,8 +62,8 @@ export function registerDemoCommand(program: Command, setExitCode: ExitCodeSink 
     // clamp is the default because it degraded least past the limit on a toy model: perplexity
     // 14.07 → 14.30 across the limit with clamp against 14.33 → 14.59 with drop.
     .addOption(new Option('--positions <mode>', "student positions beyond the teacher's limit: clamp reuses the last position embedding, drop removes them, keep stops at the limit").choices(POSITION_MODES).default('clamp'))
-    .option('--resume', 'continue the run in --out (the default when its settings match)', false)
+    .option('--resume', 'require an earlier demo in --out and continue it (without --resume, an earlier demo with the same settings is continued as well)', false)
     .option('--restart', 'discard what an earlier demo wrote in --out and start again', false)
-    .option('--seed <n>', 'seed of the conversion, batch order and baseline weights', integerAtLeast(0), 1337)
+    .option('--seed <n>', `seed of the conversion, batch order and baseline weights, an integer in [0, ${MAX_SEED}]`, seedValue, 1337)
     .action(async (options: DemoCommandOptions) => setExitCode(await runDemoCommand(options)));
 }

@@ -23,8 +23,10 @@ import {
 } from '../../distill/settings.js';
 import { convertTeacher, POSITION_MODES, saveStudentFolder, STUDENT_INITS, type PositionMode, type StudentInit } from '../../models/student/index.js';
 import type { ScheduleKind } from '../../optim/index.js';
+import { MAX_SEED } from '../../train/settings.js';
 import { hasTokenizerFiles, loadTokenizer } from '../model-folder.js';
-import { extensionList, integerAtLeast, numberInRange } from '../options.js';
+import { extensionList, integerAtLeast, numberInRange, seedValue } from '../options.js';
+import { createOutputFolder } from '../output-folder.js';
 import { INTERRUPTED_EXIT_CODE, withInterruptHandling } from '../interrupt.js';
 
 /** Receives the exit code of the command that ran. */
@@ -45,6 +47,13 @@ function integerList(value: string): number[] {
     throw new InvalidArgumentError(`expected comma-separated integers ≥ 1 such as "16,64,256", got "${value}".`);
   }
   return numbers;
+}
+
+/** Builds the --extensions option, showing its default as the user would type it. */
+function extensionsOption(): Option {
+  return new Option('--extensions <list>', 'comma-separated file extensions read from folders; files named directly are always read')
+    .argParser(extensionList)
+    .default([...DEFAULT_EXTENSIONS], DEFAULT_EXTENSIONS.join(','));
 }
 
 function collect(value: string, previous: string[] | undefined): string[] {
@@ -72,6 +81,7 @@ function runConvert(options: ConvertCommandOptions): number {
     throw new InputError(`"${out}" already contains a model (config.json); choose another --out or pass --force to overwrite it`);
   }
   const { dir, model: teacher } = loadTeacher(options.teacher);
+  createOutputFolder(out);
   const student = convertTeacher(teacher, { init: options.init, bonus: options.bonus, tokenShift: options.tokenShift, groupNorm: options.groupNorm, positions: options.positions }, options.seed);
   const tokenizer = hasTokenizerFiles(dir) ? loadTokenizer(dir).tokenizer : undefined;
   saveStudentFolder(student, out, { tokenizer });
@@ -97,7 +107,7 @@ function addConvertCommand(program: Command, setExitCode: ExitCodeSink): void {
     .addOption(new Option('--token-shift <on|off>', 'token shift in the time mix (μ parameters)').argParser(onOff).default(true, 'on'))
     .addOption(new Option('--group-norm <on|off>', 'per-head GroupNorm of the WKV output (ln_x)').argParser(onOff).default(true, 'on'))
     .addOption(new Option('--positions <mode>', "keep: wpe[t] up to the teacher's limit; clamp: wpe[min(t, limit − 1)]; drop: no position embedding").choices(POSITION_MODES).default('clamp'))
-    .option('--seed <n>', 'seed of the random time-mix matrices', integerAtLeast(0), 0)
+    .option('--seed <n>', `seed of the random student matrices (the LoRA matrices w2, a2 and v2, plus the r/k/v/output projections with --init fresh), an integer in [0, ${MAX_SEED}]`, seedValue, 0)
     .option('--force', 'overwrite an existing model in --out', false)
     .action((options: ConvertCommandOptions) => setExitCode(runConvert(options)));
 }
@@ -213,19 +223,19 @@ function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {
     .requiredOption('--data <paths...>', 'training text files or folders (UTF-8)')
     .requiredOption('--out <dir>', 'run folder: stage<N>/ checkpoints and metrics, student/ at the end')
     .option('--stages <list>', 'stages to run, comma-separated', '1,2')
-    .option('--temperature <t>', 'softmax temperature of the KL (the loss is multiplied by T²)', numberInRange(0.01, 100), 1)
+    .option('--temperature <t>', 'softmax temperature of the KL in stages 2 and 3 (the loss is multiplied by T²)', numberInRange(0.01, 100), 1)
     .option('--kl-weight <w>', 'stage-3 weight of the KL term', numberInRange(0, 100), 0.5)
     .option('--ce-weight <w>', 'stage-3 weight of the cross-entropy term', numberInRange(0, 100), 0.5)
     .option('--freeze-mlp', 'keep the MLP weights fixed in stages 2 and 3', false)
     .option('--quick', `smoke test: run ${QUICK_STEPS} steps of each requested stage with batches of at most 2 sequences × 32 tokens`, false)
-    .option('--resume', 'continue the run in --out from its checkpoints', false)
-    .option('--seed <n>', 'seed of the batch order', integerAtLeast(0), c.seed)
+    .option('--resume', 'continue the run in --out from its checkpoints; repeat the original options, because a stage whose settings differ is rejected', false)
+    .option('--seed <n>', `seed of the batch order, an integer in [0, ${MAX_SEED}]`, seedValue, c.seed)
     .option('--val-fraction <fraction>', 'fraction of documents held out for evaluation', numberInRange(0, 1, true), c.valFraction)
     .option('--log-every <steps>', 'steps between log lines', integerAtLeast(1), c.logEvery)
     .option('--save-every <steps>', 'steps between checkpoints; 0 saves at the end of each stage only', integerAtLeast(0), c.saveEvery)
     .option('--eval-batches <n>', 'held-out batches evaluated at the end of each stage', integerAtLeast(1), c.evalBatches)
     .option('--warmup <steps>', 'maximum warm-up steps per stage (each stage uses at most a tenth of its steps)', integerAtLeast(0), c.warmup)
-    .option('--extensions <list>', 'comma-separated file extensions read from folders', extensionList, [...DEFAULT_EXTENSIONS]);
+    .addOption(extensionsOption());
   for (const stage of STAGE_NUMBERS) {
     for (const { field, flag, help, parse } of STAGE_FIELDS) {
       const fallback = DEFAULT_STAGE_SETTINGS[stage][field];
@@ -295,13 +305,13 @@ function addEvalCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--out <dir>', 'folder for report.json, report.html and the token cache', 'eval-report')
     .option('--seq-len <n>', "tokens per scored window (default: min(teacher's n_positions, 128))", integerAtLeast(1))
     .option('--max-tokens <n>', 'maximum tokens scored', integerAtLeast(1), 20_000)
-    .option('--contexts <list>', 'context lengths of the speed measurement', integerList, [16, 64, 256, 1024])
+    .addOption(new Option('--contexts <list>', 'comma-separated context lengths, in tokens, at which generation speed is measured').argParser(integerList).default([16, 64, 256, 1024], '16,64,256,1024'))
     .option('--timing-tokens <n>', 'tokens generated per speed measurement', integerAtLeast(1), 16)
     .option('--prompt <text>', 'prompt of a sample generation (repeatable)', collect)
     .option('--sample-tokens <n>', 'tokens generated per sample', integerAtLeast(0), 40)
-    .option('--seed <n>', 'seed of the sample generations', integerAtLeast(0), 0)
+    .option('--seed <n>', `seed of the sample generations, an integer in [0, ${MAX_SEED}]`, seedValue, 0)
     .option('--run <dir>', "distill run folder whose stage metrics give the loss chart (default: the student's parent folder)")
-    .option('--extensions <list>', 'comma-separated file extensions read from folders', extensionList, [...DEFAULT_EXTENSIONS])
+    .addOption(extensionsOption())
     .action((options: EvalCommandOptions) => setExitCode(runEval(options)));
 }
 
