@@ -171,7 +171,7 @@ describe('stage objectives', () => {
   test('stage 2 KL falls', () => {
     const teacher = randomTeacher();
     const student = convertTeacher(teacher, { init: 'fresh' });
-    const objective = new LogitObjective(teacher, student, { temperature: 1, klWeight: 1, ceWeight: 0, freezeMlp: false });
+    const objective = new LogitObjective(teacher, student, { temperature: 1, klWeight: 1, ceWeight: 0, freezeMlp: false, freezeEmbeddings: false });
     const losses = optimise(objective, 20, 3e-3);
     expect(losses[19]).toBeLessThan(0.7 * losses[0]);
   });
@@ -179,9 +179,22 @@ describe('stage objectives', () => {
   test('freeze-mlp leaves the MLPs out', () => {
     const teacher = randomTeacher();
     const student = convertTeacher(teacher);
-    const objective = new LogitObjective(teacher, student, { temperature: 1, klWeight: 1, ceWeight: 0, freezeMlp: true });
+    const objective = new LogitObjective(teacher, student, { temperature: 1, klWeight: 1, ceWeight: 0, freezeMlp: true, freezeEmbeddings: false });
     expect(objective.trainable.some(([name]) => name.includes('.mlp.'))).toBe(false);
     expect(objective.trainable.some(([name]) => name === 'wte.weight')).toBe(true);
+  });
+
+  test('freeze-embeddings leaves wte and wpe out', () => {
+    const teacher = randomTeacher();
+    const student = convertTeacher(teacher, { positions: 'clamp' });
+    const objective = new LogitObjective(teacher, student, { temperature: 1, klWeight: 1, ceWeight: 0, freezeMlp: false, freezeEmbeddings: true });
+    const names = objective.trainable.map(([name]) => name);
+    expect(names).not.toContain('wte.weight');
+    expect(names).not.toContain('wpe.weight');
+    expect(names.some((name) => name.includes('.mlp.'))).toBe(true);
+    expect(names.some((name) => name.includes('.att.'))).toBe(true);
+    optimise(objective, 2, 1e-3);
+    expect(student.wte.weight.grad).toBeNull();
   });
 
   test('teacher logits repeat bit for bit', () => {
@@ -223,6 +236,7 @@ describe('distill run', () => {
       klWeight: 0.5,
       ceWeight: 0.5,
       freezeMlp: false,
+      freezeEmbeddings: false,
       quick: false,
       resume: false,
       log: () => {},

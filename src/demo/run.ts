@@ -235,6 +235,7 @@ async function distillPhase(ctx: Context): Promise<{ studentDir: string; tokens:
     klWeight: 0.5,
     ceWeight: 0.5,
     freezeMlp: false,
+    freezeEmbeddings: ctx.settings.freezeEmbeddings,
     quick: ctx.settings.quick,
     // A stage with a checkpoint continues from it, one without starts fresh.
     resume: true,

@@ -73,12 +73,17 @@ export class AlignmentObjective implements StageObjective {
 export interface LogitObjectiveOptions extends LogitLossOptions {
   /** Keeps the MLP weights (h.N.mlp.*) frozen. */
   freezeMlp: boolean;
+  /** Keeps the token and position tables (wte, which is also the head, and wpe) frozen. */
+  freezeEmbeddings: boolean;
 }
+
+const EMBEDDING_NAMES = new Set(['wte.weight', 'wpe.weight']);
 
 /**
  * Stages 2 and 3: the student runs on its own (no teacher forcing) and is trained on
  * klWeight·KL(teacher ‖ student) + ceWeight·CE over the full vocabulary. Every student parameter
- * trains unless `freezeMlp` keeps the MLPs fixed. The head stays tied to wte.
+ * trains unless `freezeMlp` keeps the MLPs or `freezeEmbeddings` the embedding tables fixed. The
+ * head stays tied to wte.
  */
 export class LogitObjective implements StageObjective {
   readonly trainable: Array<[string, Tensor]>;
@@ -90,7 +95,10 @@ export class LogitObjective implements StageObjective {
     private readonly student: StudentModel,
     private readonly options: LogitObjectiveOptions,
   ) {
-    this.trainable = selectTrainable(student, (name) => !(options.freezeMlp && name.includes('.mlp.')));
+    this.trainable = selectTrainable(student, (name) => {
+      if (options.freezeMlp && name.includes('.mlp.')) return false;
+      return !(options.freezeEmbeddings && EMBEDDING_NAMES.has(name));
+    });
   }
 
   loss(ids: ArrayLike<number>, targets: ArrayLike<number>, B: number, T: number): Tensor {

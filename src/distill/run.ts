@@ -44,6 +44,8 @@ export interface DistillOptions {
   ceWeight: number;
   /** Keeps the MLPs frozen in stages 2 and 3. */
   freezeMlp: boolean;
+  /** Keeps wte (and so the tied head) and wpe frozen in stages 2 and 3. */
+  freezeEmbeddings: boolean;
   /** Runs a few small steps per stage (see settings.ts). */
   quick: boolean;
   resume: boolean;
@@ -216,7 +218,7 @@ function planStages(options: DistillOptions, corpus: TokenCorpus, teacher: Gpt2M
 function createObjective(stage: StageNumber, teacher: Gpt2Model, student: StudentModel, options: DistillOptions): StageObjective {
   if (stage === 1) return new AlignmentObjective(teacher, student);
   const weights = stage === 2 ? { klWeight: 1, ceWeight: 0 } : { klWeight: options.klWeight, ceWeight: options.ceWeight };
-  return new LogitObjective(teacher, student, { temperature: options.temperature, freezeMlp: options.freezeMlp, ...weights });
+  return new LogitObjective(teacher, student, { temperature: options.temperature, freezeMlp: options.freezeMlp, freezeEmbeddings: options.freezeEmbeddings, ...weights });
 }
 
 /**
@@ -261,7 +263,7 @@ export async function runDistill(options: DistillOptions): Promise<DistillResult
   checkStudentMatchesTeacher(student, teacher, initialDir, teacherDir);
   log(`teacher: ${teacherDir} (${teacher.config.nLayer} layers, C ${teacher.config.nEmbd}, ${teacher.config.nHead} heads, V ${teacher.config.vocabSize})`);
   log(`student: ${initialDir} (init ${student.config.init}, positions ${student.config.positions}, token shift ${onOff(student.config.tokenShift)}, bonus ${onOff(student.config.bonus)})`);
-  log(`losses: stage 2 KL at temperature ${options.temperature} (× T²); stage 3 ${options.klWeight}·KL + ${options.ceWeight}·CE${options.freezeMlp ? '; MLPs frozen in stages 2 and 3' : ''}`);
+  log(`losses: stage 2 KL at temperature ${options.temperature} (× T²); stage 3 ${options.klWeight}·KL + ${options.ceWeight}·CE${options.freezeMlp ? '; MLPs frozen in stages 2 and 3' : ''}${options.freezeEmbeddings ? '; wte, wpe and the head frozen in stages 2 and 3' : ''}`);
 
   const { corpus, tokenizer } = loadCorpus(options, teacherDir, teacher, log);
   const planned = planStages(options, corpus, teacher, log);
@@ -296,7 +298,7 @@ export async function runDistill(options: DistillOptions): Promise<DistillResult
         outDir: plan.dir,
         saveModel: (dir) => saveStudentFolder(current, dir, { tokenizer }),
         modelInfo: { arch: 'rwkv7-student', config: { stage: plan.stage, ...current.config } },
-        args: { stage: plan.stage, teacher: teacherDir, student: initialDir, temperature: options.temperature, klWeight: options.klWeight, ceWeight: options.ceWeight, freezeMlp: options.freezeMlp },
+        args: { stage: plan.stage, teacher: teacherDir, student: initialDir, temperature: options.temperature, klWeight: options.klWeight, ceWeight: options.ceWeight, freezeMlp: options.freezeMlp, freezeEmbeddings: options.freezeEmbeddings },
         resumeFrom,
         log: (line) => log(stageLogLine(plan.stage, line)),
         progress: options.progress,

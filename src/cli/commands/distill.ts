@@ -128,6 +128,7 @@ interface DistillCommandOptions extends StageOptionValues {
   klWeight: number;
   ceWeight: number;
   freezeMlp: boolean;
+  freezeEmbeddings: boolean;
   quick: boolean;
   resume: boolean;
   seed: number;
@@ -198,6 +199,7 @@ async function runDistillCommand(options: DistillCommandOptions, data: string[],
         klWeight: options.klWeight,
         ceWeight: options.ceWeight,
         freezeMlp: options.freezeMlp,
+        freezeEmbeddings: options.freezeEmbeddings,
         quick: options.quick,
         resume: options.resume,
         extensions,
@@ -227,6 +229,7 @@ function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--kl-weight <w>', 'stage-3 weight of the KL term', numberInRange(0, 100), 0.5)
     .option('--ce-weight <w>', 'stage-3 weight of the cross-entropy term', numberInRange(0, 100), 0.5)
     .option('--freeze-mlp', 'keep the MLP weights fixed in stages 2 and 3', false)
+    .option('--freeze-embeddings', 'keep the token and position embeddings (and so the tied output head) fixed in stages 2 and 3', false)
     .option('--quick', `smoke test: run ${QUICK_STEPS} steps of each requested stage with batches of at most 2 sequences × 32 tokens`, false)
     .option('--resume', 'continue the run in --out from its checkpoints; repeat the original options, because a stage whose settings differ is rejected', false)
     .option('--seed <n>', `seed of the batch order, an integer in [0, ${MAX_SEED}]`, seedValue, c.seed)
