@@ -52,7 +52,9 @@ function unigramLoss(train: number[], test: number[], vocabSize: number): number
   return loss / test.length;
 }
 
-const model = loadGpt2Folder(runDir);
+// The numbers describe the exported F16 weights, which are what ships, not the float32 run.
+saveGpt2Folder(loadGpt2Folder(runDir), outDir, { dtype: 'F16', tokenizer });
+const model = loadGpt2Folder(outDir);
 model.eval();
 const train = tokenStream(corpora.sotuTrain);
 const heldOut = tokenStream(corpora.sotuHeldOut);
@@ -73,5 +75,4 @@ const result = {
     unigramPerplexity: Math.exp(unigramLoss(train, moby.slice(0, maxTokens), model.config.vocabSize)),
   },
 };
-saveGpt2Folder(model, outDir, { dtype: 'F16', tokenizer });
 process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
