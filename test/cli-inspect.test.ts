@@ -1,10 +1,8 @@
 // End-to-end tests of `rwkvify tokenize` and `rwkvify logits` on a tiny GPT-2 model folder
 // written by saveGpt2Folder (untrained weights are enough to check the plumbing).
-import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
@@ -12,22 +10,7 @@ import { Rwkv7Model, saveRwkv7Safetensors } from '../src/models/rwkv7/index.js';
 import { convertTeacher, saveStudentFolder } from '../src/models/student/index.js';
 import { Rng } from '../src/tensor/index.js';
 import { Gpt2Tokenizer } from '../src/tokenizer/index.js';
-
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(REPO_ROOT, 'bin', 'rwkvify.js');
-
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `rwkvify ...args` to completion. */
-function runCli(args: readonly string[], timeoutMs = 50_000): CliResult {
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs });
-  if (result.error !== undefined) throw result.error;
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
+import { runCli } from './helpers/cli.js';
 
 // ---------------------------------------------------------------------------------------------------
 

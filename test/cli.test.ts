@@ -1,48 +1,13 @@
 // End-to-end tests of `rwkvify pretrain` and `rwkvify generate`: each case spawns
 // `node bin/rwkvify.js` as a user would. One tiny GPT-2 is pretrained once and reused.
-import { spawnSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 import { GPT2_PRESETS, Gpt2Model, saveGpt2Folder } from '../src/models/gpt2/index.js';
 import { Rng } from '../src/tensor/index.js';
-
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-const BIN = join(REPO_ROOT, 'bin', 'rwkvify.js');
-
-interface CliResult {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-}
-
-/** Runs `rwkvify ...args` to completion. */
-function runCli(args: readonly string[], timeoutMs = 50_000): CliResult {
-  // SIGKILL, because a process stuck in a synchronous call never runs the SIGTERM handler that
-  // pretrain, distill and demo install.
-  const result = spawnSync(process.execPath, [BIN, ...args], { cwd: REPO_ROOT, encoding: 'utf8', timeout: timeoutMs, killSignal: 'SIGKILL' });
-  if (result.error !== undefined) throw result.error;
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
-}
-
-/** Writes a small English corpus of `documents` files into `dir`. */
-function writeTinyCorpus(dir: string, documents = 4): void {
-  const sentences = [
-    'The cat sat on the mat and looked at the door.',
-    'A dog ran across the park while the birds sang.',
-    'She opened the window and the cold air came in.',
-    'They walked to the river and sat under a tall tree.',
-    'The old man told a story about the sea and the ships.',
-  ];
-  for (let d = 0; d < documents; d++) {
-    const lines: string[] = [];
-    for (let i = 0; i < 30; i++) lines.push(sentences[(i * 3 + d) % sentences.length]);
-    writeFileSync(join(dir, `story-${d}.txt`), lines.join('\n') + '\n');
-  }
-}
+import { runCli, TINY_RUN, writeTinyCorpus, type CliResult } from './helpers/cli.js';
 
 // ---------------------------------------------------------------------------------------------------
 
@@ -50,9 +15,6 @@ let root: string;
 let corpus: string;
 let runDir: string;
 let pretrain: CliResult;
-
-/** Flags of a pretraining run small enough for a test: 3 steps of 2 × 16 tokens. */
-const TINY_RUN = ['--arch', 'gpt2', '--preset', 'tiny', '--steps', '3', '--batch-size', '2', '--seq-len', '16', '--log-every', '1', '--warmup', '1', '--eval-batches', '2', '--eval-every', '2'];
 
 beforeAll(() => {
   root = mkdtempSync(join(tmpdir(), 'rwkvify-cli-'));

@@ -3,47 +3,20 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, test, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { registerDistillCommands } from '../src/cli/commands/distill.js';
-import { reportError } from '../src/cli/program.js';
 import type { EvalReport } from '../src/distill/eval.js';
 import { Gpt2Model, saveGpt2Folder, type Gpt2Config } from '../src/models/gpt2/index.js';
 import { loadStudentFolder, saveStudentFolder } from '../src/models/student/index.js';
 import { Rng } from '../src/tensor/random.js';
-import { BYTE_TO_CHAR } from '../src/tokenizer/byte-unicode.js';
-import { END_OF_TEXT, Gpt2Tokenizer } from '../src/tokenizer/index.js';
+import { END_OF_TEXT } from '../src/tokenizer/index.js';
+import { byteTokenizer, runInProcess, type InProcessResult } from './helpers/cli.js';
 
 const TINY: Gpt2Config = { nEmbd: 32, nLayer: 2, nHead: 2, nPositions: 32, vocabSize: 257, layerNormEpsilon: 1e-5, nInner: 64, activation: 'gelu_new' };
 
-function byteTokenizer(): Gpt2Tokenizer {
-  const vocab = new Map<string, number>(BYTE_TO_CHAR.map((char, id) => [char, id]));
-  vocab.set(END_OF_TEXT, 256);
-  return Gpt2Tokenizer.fromVocabulary({ vocab, merges: [] }, 'byte-level test vocabulary');
-}
-
 /** Runs one rwkvify command line and returns its exit code and stdout lines. */
-async function rwkvify(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  let code = 0;
-  const out: string[] = [];
-  const err: string[] = [];
-  const log = vi.spyOn(console, 'log').mockImplementation((...items: unknown[]) => void out.push(items.join(' ')));
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => out.push(String(chunk)) > 0);
-  const writeErr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => err.push(String(chunk)) > 0);
-  try {
-    const program = new Command().exitOverride();
-    registerDistillCommands(program, (c) => {
-      code = c;
-    });
-    await program.parseAsync(['node', 'rwkvify', ...args]);
-  } catch (error) {
-    code = reportError(error);
-  } finally {
-    log.mockRestore();
-    write.mockRestore();
-    writeErr.mockRestore();
-  }
-  return { code, stdout: out.join('\n'), stderr: err.join('') };
+function rwkvify(args: string[]): Promise<InProcessResult> {
+  return runInProcess(registerDistillCommands, args, '\n');
 }
 
 let root = '';
