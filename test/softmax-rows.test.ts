@@ -72,12 +72,6 @@ function expectClose(actual: number, expected: number, tolerance: number, what: 
   }
 }
 
-function maxAbs(values: ArrayLike<number>, from = 0, to = values.length): number {
-  let max = 0;
-  for (let i = from; i < to; i++) if (Number.isFinite(values[i])) max = Math.max(max, Math.abs(values[i]));
-  return max;
-}
-
 function allocateKlSums(rows: number): KlRowSums {
   return { teacher: allocateRowExpSums(rows), student: allocateRowExpSums(rows), weighted: new Float64Array(rows) };
 }
