@@ -10,6 +10,7 @@ import { GPT2_PRESETS, Gpt2Model, loadGpt2Folder, saveGpt2Folder } from '../src/
 import { convertTeacher, saveStudentFolder } from '../src/models/student/index.js';
 import { Rng } from '../src/tensor/index.js';
 import { InputError } from '../src/data/input-error.js';
+import { createOutputFolder } from '../src/cli/output-folder.js';
 import { reportError } from '../src/cli/program.js';
 import { BIN, REPO_ROOT, runCli, TINY_RUN, writeTinyCorpus, type CliResult } from './helpers/cli.js';
 
@@ -259,5 +260,15 @@ describe('error reporting', () => {
     expect(stderr).toContain('internal error');
     expect(stderr).toContain('TypeError: cannot read properties of undefined');
     expect(stderr).toMatch(/^\s+at /m);
+  });
+});
+
+describe('output folder checks', () => {
+  it('rejects a folder it cannot write to', () => {
+    // Root ignores mode bits, so the write probe is made to fail with a folder in its place.
+    const folder = join(root, 'unwritable-out');
+    mkdirSync(join(folder, `.rwkvify-write-probe-${process.pid}`), { recursive: true });
+    expect(() => createOutputFolder(folder)).toThrow(InputError);
+    expect(() => createOutputFolder(folder)).toThrow(/cannot write to the --out folder ".*unwritable-out": .*EISDIR.*; choose another --out/);
   });
 });

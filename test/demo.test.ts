@@ -141,6 +141,25 @@ describe('interrupted demo', () => {
     expect(lines.join('\n')).toMatch(/stage 1 \| already complete \(3 steps\)/);
     expect(lines.join('\n')).toMatch(/stage 2 \| step 3\/3/);
   });
+
+  test('stop during eval and speed', async () => {
+    const out = join(root, 'interrupted-eval');
+    const lines: string[] = [];
+    const base: DemoOptions = { out, quick: true, teacher: teacherDir, stages: [1, 2], positions: 'clamp', resume: false, restart: false, seed: 1337, log: (line) => void lines.push(line), progress: { write: () => true } };
+    // The stop arrives once the phase has started, as a Ctrl-C during its scoring loop would.
+    const startedPhase = (name: string) => (): boolean => lines.some((line) => line.includes(`] ${name}:`));
+    const first = await runDemo({ ...base, stopRequested: startedPhase('eval-sotu') });
+    expect(first.interrupted).toBe(true);
+    expect(first.ranPhases).toEqual(['data', 'convert', 'distill', 'baseline']);
+    expect(lines.join('\n')).toMatch(/demo: interrupted in phase eval-sotu/);
+
+    lines.length = 0;
+    const second = await runDemo({ ...base, stopRequested: startedPhase('speed') });
+    expect(second.interrupted).toBe(true);
+    expect(second.ranPhases).toEqual(['eval-sotu', 'eval-moby']);
+    expect(lines.join('\n')).toMatch(/demo: interrupted in phase speed/);
+    expect(existsSync(join(out, 'report.json'))).toBe(false);
+  });
 });
 
 describe('rwkvify demo input errors', () => {

@@ -3,8 +3,8 @@
 // returns (seen with Node 20.20 on Linux). So these functions create one missing folder at a time,
 // each with a plain mkdir, and turn every failure into an error that names the path.
 
-import { mkdirSync, statSync, type Stats } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { mkdirSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 
 import { InputError } from '../data/input-error.js';
 
@@ -86,10 +86,28 @@ export function makeFolders(path: string): string {
  * returns its absolute path. A failure is an InputError naming the option, the path and the cause.
  */
 export function createOutputFolder(path: string, option = '--out'): string {
+  let folder: string;
   try {
-    return makeFolders(path);
+    folder = makeFolders(path);
   } catch (error) {
     if (!(error instanceof FolderCreationError)) throw error;
     throw new InputError(`cannot create the ${option} folder "${resolve(path)}": ${error.message}; choose another ${option} in a folder you can write to`);
   }
+  try {
+    probeWritable(folder);
+  } catch (error) {
+    throw new InputError(`cannot write to the ${option} folder "${folder}": ${reasonOf(error)}; choose another ${option} in a folder you can write to`);
+  }
+  return folder;
+}
+
+/**
+ * Writes and removes a small file in `dir`, so an unwritable folder fails before any work. Mode
+ * bits alone cannot tell: root ignores them, and read-only mounts or immutable folders refuse
+ * root too.
+ */
+export function probeWritable(dir: string): void {
+  const probe = join(dir, `.rwkvify-write-probe-${process.pid}`);
+  writeFileSync(probe, 'probe');
+  rmSync(probe);
 }

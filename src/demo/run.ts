@@ -10,16 +10,16 @@
 // Each finished phase is recorded in <out>/demo-state.json (see state.ts); a re-run with the same
 // settings skips finished phases and continues distillation and baseline from their checkpoints.
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { hasTokenizerFiles, loadTokenizer, resolveModelFolder } from '../cli/model-folder.js';
-import { makeFolders } from '../cli/output-folder.js';
+import { makeFolders, probeWritable } from '../cli/output-folder.js';
 import { loadBundledCorpora, writeBundledCorpora } from '../data/bundled-corpora.js';
 import { loadTokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
-import { evaluateDistillation, type EvalReport } from '../distill/eval.js';
+import { evaluateDistillation, evaluationCheckpoint, EvaluationInterrupted, type EvalReport } from '../distill/eval.js';
 import { writeReport } from '../distill/report-html.js';
 import { loadStudent, loadTeacher, runDistill } from '../distill/run.js';
 import type { StageNumber } from '../distill/settings.js';
@@ -88,21 +88,15 @@ interface DataPaths {
 const DATA_MARKER = 'complete.json';
 
 /**
- * Estimated throughput of the small presets on an idle 2-core laptop, in tokens per second (see
- * the budget in settings.ts). The overall ETA uses it until a phase has finished, and later scales
- * it by the measured time of the finished phases.
+ * Throughput of the full demo's phases on the idle 2-core build machine, in tokens per second (see
+ * the budget in settings.ts): distillation averaged over stages 1 and 2, and evaluation per
+ * scored token and model. The overall ETA uses it until a phase has finished, and later scales it
+ * by the measured time of the finished phases.
  */
-const ESTIMATED_RATES = { distill: 160, baseline: 180, eval: 300 };
+const ESTIMATED_RATES = { distill: 390, baseline: 260, eval: 330 };
 
 // ---------------------------------------------------------------------------------------------------
 // Output folder and teacher
-
-/** Creates `dir` and writes and removes a probe file in it; throws with what failed and what to do. */
-export function probeWritable(dir: string): void {
-  const probe = join(dir, `.rwkvify-write-probe-${process.pid}`);
-  writeFileSync(probe, 'probe');
-  rmSync(probe);
-}
 
 function prepareOutFolder(out: string, checkWritable: (dir: string) => void): void {
   try {
@@ -284,9 +278,19 @@ async function baselinePhase(ctx: Context, teacher: Gpt2Config): Promise<{ model
   return modelDir === null ? null : { modelDir, preset, tokens };
 }
 
-function evalPhase(ctx: Context, which: 'sotu' | 'moby'): EvalReport {
+/** Scores teacher, student and baseline on one test set; returns null when the user stopped it. */
+async function evalPhase(ctx: Context, which: 'sotu' | 'moby'): Promise<EvalReport | null> {
   const paths = firstDocuments(which === 'sotu' ? ctx.data.sotuHeldOut : ctx.data.mobyDick, ctx.settings.testDocuments);
-  const { report } = evaluateDistillation({
+  try {
+    return await evaluateFor(ctx, which, paths);
+  } catch (error) {
+    if (error instanceof EvaluationInterrupted) return null;
+    throw error;
+  }
+}
+
+async function evaluateFor(ctx: Context, which: 'sotu' | 'moby', paths: string[]): Promise<EvalReport> {
+  const { report } = await evaluateDistillation({
     teacher: ctx.teacherDir,
     student: join(ctx.out, 'distill', 'student'),
     baseline: join(ctx.out, 'baseline', 'model'),
@@ -301,18 +305,25 @@ function evalPhase(ctx: Context, which: 'sotu' | 'moby'): EvalReport {
     seed: ctx.settings.seed,
     run: join(ctx.out, 'distill'),
     log: (line) => ctx.log(`${which}: ${line}`),
+    stopRequested: ctx.options.stopRequested,
   });
   return report;
 }
 
-function speedPhase(ctx: Context): SpeedRow[] {
+/** Times both models at the demo's contexts; returns null when the user stopped the measurement. */
+async function speedPhase(ctx: Context): Promise<SpeedRow[] | null> {
   const { model: teacher } = loadTeacher(ctx.teacherDir);
   const student = loadStudent(join(ctx.out, 'distill', 'student'));
   const { tokenizer } = loadTokenizer(ctx.teacherDir);
   const corpus = loadTokenCorpus({ paths: firstDocuments(ctx.data.sotuHeldOut, ctx.settings.testDocuments), outDir: join(ctx.out, 'eval-sotu'), tokenizer, requiredTokens: 2 });
   // 'keep' cannot pass the teacher's limit, so the speed run uses 'clamp' for such a student.
   const positions = ctx.settings.positions === 'keep' ? 'clamp' : ctx.settings.positions;
-  return measureSpeed(student, teacher, corpus.tokens, ctx.settings.contexts, ctx.settings.timingTokens, positions, ctx.log);
+  try {
+    return await measureSpeed(student, teacher, corpus.tokens, ctx.settings.contexts, ctx.settings.timingTokens, positions, ctx.log, evaluationCheckpoint(ctx.options.stopRequested));
+  } catch (error) {
+    if (error instanceof EvaluationInterrupted) return null;
+    throw error;
+  }
 }
 
 /** Writes both reports and returns the summary, computed only from results of this run and settings. */

@@ -5,6 +5,7 @@
 // the window, so every new token re-runs the last n_positions tokens without a cache, because
 // GPT-2's learned positions cannot extend past the limit.
 import { noGrad } from '../autograd/index.js';
+import type { EvaluationCheckpoint } from '../distill/eval.js';
 import type { Gpt2Model } from '../models/gpt2/index.js';
 import type { PositionMode, StudentModel, StudentState } from '../models/student/index.js';
 
@@ -92,16 +93,31 @@ function teacherSlidingMsPerToken(teacher: Gpt2Model, context: readonly number[]
   return (performance.now() - started) / tokens;
 }
 
-/** Measures both models at each context length, on contexts cut from `tokens`. */
-export function measureSpeed(student: StudentModel, teacher: Gpt2Model, tokens: ArrayLike<number>, contexts: readonly number[], timingTokens: number, positions: PositionMode, log: (line: string) => void): SpeedRow[] {
+/**
+ * Measures both models at each context length, on contexts cut from `tokens`. `checkpoint` runs
+ * before each context, so a stop request takes effect between measurements.
+ */
+export async function measureSpeed(
+  student: StudentModel,
+  teacher: Gpt2Model,
+  tokens: ArrayLike<number>,
+  contexts: readonly number[],
+  timingTokens: number,
+  positions: PositionMode,
+  log: (line: string) => void,
+  checkpoint: EvaluationCheckpoint = async () => {},
+): Promise<SpeedRow[]> {
   const limit = teacher.config.nPositions;
-  return contexts.map((context) => {
+  const rows: SpeedRow[] = [];
+  for (const context of contexts) {
+    await checkpoint();
     const ids = contextOf(tokens, context);
     const studentMs = studentMsPerToken(student, ids, timingTokens, positions);
     const fits = context + WARM_UP_TOKENS + timingTokens <= limit;
     const teacherMethod: TeacherSpeedMethod = fits ? 'kv-cache' : 'sliding-window';
     const teacherMs = fits ? teacherCachedMsPerToken(teacher, ids, timingTokens) : teacherSlidingMsPerToken(teacher, ids, timingTokens);
     log(`speed: context ${context}: student ${studentMs.toFixed(2)} ms/token, teacher ${teacherMs.toFixed(2)} ms/token (${teacherMethod})`);
-    return { context, studentMs, teacherMs, teacherMethod };
-  });
+    rows.push({ context, studentMs, teacherMs, teacherMethod });
+  }
+  return rows;
 }

@@ -42,6 +42,8 @@ export interface EvalOptions {
   seed: number;
   /** Distill run folder whose stage<N>/metrics.jsonl give the loss curves (default: the student's parent, when it is one). */
   run?: string;
+  /** Polled between windows; when it returns true the evaluation throws EvaluationInterrupted. */
+  stopRequested?: () => boolean;
   extensions?: readonly string[];
   log?: (line: string) => void;
 }
@@ -114,11 +116,32 @@ function argmaxOf(values: Float64Array): number {
   return best;
 }
 
+/** Raised by an evaluation when a stop was requested; callers report an interrupted run. */
+export class EvaluationInterrupted extends Error {}
+
+/** A check run between units of evaluation work; it may throw EvaluationInterrupted. */
+export type EvaluationCheckpoint = () => Promise<void>;
+
+/**
+ * Returns a checkpoint that lets pending signal handlers run (a synchronous loop would keep
+ * Ctrl-C from reaching them for minutes) and then throws EvaluationInterrupted when a stop was
+ * requested.
+ */
+export function evaluationCheckpoint(stopRequested?: () => boolean): EvaluationCheckpoint {
+  return async () => {
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    if (stopRequested?.() === true) throw new EvaluationInterrupted('evaluation interrupted');
+  };
+}
+
+const NO_CHECKPOINT: EvaluationCheckpoint = async () => {};
+
 /** Mean next-token cross-entropy of a scorer over windows. */
-export function meanCrossEntropy(score: WindowScorer, windows: readonly number[][], V: number): number {
+export async function meanCrossEntropy(score: WindowScorer, windows: readonly number[][], V: number, checkpoint = NO_CHECKPOINT): Promise<number> {
   let total = 0;
   let count = 0;
   for (const window of windows) {
+    await checkpoint();
     const inputs = window.slice(0, -1);
     const logits = score(inputs); // (T, V)
     inputs.forEach((_, t) => {
@@ -143,13 +166,14 @@ export interface PairScores {
  * Scores teacher and student on every window with one forward pass each: both cross-entropies,
  * the mean per-token KL(teacher ‖ student) and the top-1 agreement.
  */
-export function scorePair(teacher: WindowScorer, student: WindowScorer, windows: readonly number[][], V: number): PairScores {
+export async function scorePair(teacher: WindowScorer, student: WindowScorer, windows: readonly number[][], V: number, checkpoint = NO_CHECKPOINT): Promise<PairScores> {
   let teacherLoss = 0;
   let studentLoss = 0;
   let kl = 0;
   let agree = 0;
   let count = 0;
   for (const window of windows) {
+    await checkpoint();
     const inputs = window.slice(0, -1);
     const t = teacher(inputs); // (T, V)
     const s = student(inputs); // (T, V)
@@ -298,9 +322,13 @@ function baselineScorer(dir: string, V: number): { dir: string; score: WindowSco
 // ---------------------------------------------------------------------------------------------------
 // Evaluation
 
-/** Runs every measurement and returns the report (nothing is written; see report-html.ts). */
-export function evaluateDistillation(options: EvalOptions): { report: EvalReport; tokenizer: Gpt2Tokenizer } {
+/**
+ * Runs every measurement and returns the report (nothing is written; see report-html.ts). Throws
+ * EvaluationInterrupted when `options.stopRequested` turns true.
+ */
+export async function evaluateDistillation(options: EvalOptions): Promise<{ report: EvalReport; tokenizer: Gpt2Tokenizer }> {
   const log = options.log ?? ((line: string): void => void process.stdout.write(line + '\n'));
+  const checkpoint = evaluationCheckpoint(options.stopRequested);
   const { dir: teacherDir, model: teacher } = loadTeacher(options.teacher);
   const studentDir = resolveStudentFolder(options.student);
   const student = loadStudent(studentDir);
@@ -322,7 +350,7 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
   const scored = windows.length * seqLen;
   log(`eval: ${windows.length} windows of ${seqLen} tokens (${scored.toLocaleString('en-US')} scored tokens)`);
 
-  const pair = scorePair(teacherScorer(teacher), studentScorer(student), windows, V);
+  const pair = await scorePair(teacherScorer(teacher), studentScorer(student), windows, V, checkpoint);
   const { meanKl, top1Agreement } = pair;
   const rows: PerplexityRow[] = [
     { name: 'teacher', dir: teacherDir, loss: pair.teacherLoss, perplexity: Math.exp(pair.teacherLoss) },
@@ -330,18 +358,23 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
   ];
   if (options.baseline !== undefined) {
     const baseline = baselineScorer(options.baseline, V);
-    const loss = meanCrossEntropy(baseline.score, windows, V);
+    const loss = await meanCrossEntropy(baseline.score, windows, V, checkpoint);
     rows.push({ name: 'baseline', dir: baseline.dir, loss, perplexity: Math.exp(loss) });
   }
   for (const row of rows) log(`eval: ${row.name} perplexity ${row.perplexity.toFixed(3)}`);
   log(`eval: mean KL(teacher ‖ student) ${meanKl.toFixed(4)}, top-1 agreement ${(100 * top1Agreement).toFixed(1)}%`);
 
-  const beyondLimit = measureBeyondLimit(student, corpus.tokens, limit, options.maxTokens);
-  const timing = options.contexts.map((context) => ({
-    context,
-    studentMs: studentMsPerToken(student, contextOf(corpus.tokens, context), options.timingTokens),
-    teacherMs: context + WARM_UP_TOKENS + options.timingTokens <= limit ? teacherMsPerToken(teacher, contextOf(corpus.tokens, context), options.timingTokens) : null,
-  }));
+  const beyondLimit = await measureBeyondLimit(student, corpus.tokens, limit, options.maxTokens, checkpoint);
+  const timing: EvalReport['timing'] = [];
+  for (const context of options.contexts) {
+    await checkpoint();
+    timing.push({
+      context,
+      studentMs: studentMsPerToken(student, contextOf(corpus.tokens, context), options.timingTokens),
+      teacherMs: context + WARM_UP_TOKENS + options.timingTokens <= limit ? teacherMsPerToken(teacher, contextOf(corpus.tokens, context), options.timingTokens) : null,
+    });
+  }
+  await checkpoint();
 
   const samples = options.prompts.map((prompt) => {
     const ids = tokenizer.encode(prompt, { specialTokens: 'allow' });
@@ -373,17 +406,19 @@ export function evaluateDistillation(options: EvalOptions): { report: EvalReport
  * student can run. It reads consecutive sequences of 2·limit + 1 corpus tokens: as many as fit in
  * `maxTokens` and at least one, which is shorter when the corpus is.
  */
-function measureBeyondLimit(student: StudentModel, tokens: ArrayLike<number>, limit: number, maxTokens: number): EvalReport['beyondLimit'] {
+async function measureBeyondLimit(student: StudentModel, tokens: ArrayLike<number>, limit: number, maxTokens: number, checkpoint: EvaluationCheckpoint): Promise<EvalReport['beyondLimit']> {
   const length = Math.min(tokens.length, 2 * limit + 1);
   const count = Math.max(1, Math.floor(Math.min(tokens.length, maxTokens) / length));
   const sequences = Array.from({ length: count }, (_, s) => Array.from({ length }, (_, i) => tokens[s * length + i]));
   const modes = student.wpe === null ? (['drop'] as PositionMode[]) : [...POSITION_MODES];
   const reachesBeyond = length > limit + 1;
-  const rows: BeyondLimitRow[] = modes.map((positions) => {
+  const rows: BeyondLimitRow[] = [];
+  for (const positions of modes) {
     // 'keep' cannot read past the limit, so it scores only the first limit + 1 tokens.
     const canPass = positions !== 'keep' && reachesBeyond;
     const total: SplitLosses = { withinSum: 0, withinCount: 0, beyondSum: 0, beyondCount: 0 };
     for (const ids of sequences) {
+      await checkpoint();
       const part = beyondLimitLosses(student, canPass ? ids : ids.slice(0, Math.min(length, limit + 1)), limit, positions);
       total.withinSum += part.withinSum;
       total.withinCount += part.withinCount;
@@ -391,9 +426,12 @@ function measureBeyondLimit(student: StudentModel, tokens: ArrayLike<number>, li
       total.beyondCount += part.beyondCount;
     }
     const withinPerplexity = Math.exp(total.withinSum / total.withinCount);
-    if (canPass) return { positions, withinPerplexity, beyondPerplexity: Math.exp(total.beyondSum / total.beyondCount) };
+    if (canPass) {
+      rows.push({ positions, withinPerplexity, beyondPerplexity: Math.exp(total.beyondSum / total.beyondCount) });
+      continue;
+    }
     const note = positions === 'keep' ? 'keep stops at the teacher limit' : 'the data is too short to pass the limit';
-    return { positions, withinPerplexity, beyondPerplexity: null, note };
-  });
+    rows.push({ positions, withinPerplexity, beyondPerplexity: null, note });
+  }
   return { limit, length, sequences: count, rows };
 }

@@ -186,7 +186,7 @@ function describeStage(stage: StageNumber, s: TrainingSettings): string {
   const tokens = s.steps * s.batchSize * s.seqLen;
   return (
     `stage ${stage}: ${STAGE_TITLES[stage]}\n` +
-    `  ${s.steps} steps × ${s.batchSize} sequences × ${s.seqLen} tokens = ${tokens.toLocaleString('en-US')} tokens\n` +
+    `  ${s.steps} ${s.steps === 1 ? 'step' : 'steps'} × ${s.batchSize} sequences × ${s.seqLen} tokens = ${tokens.toLocaleString('en-US')} tokens\n` +
     `  lr ${s.lr.toExponential(1)} → ${s.minLr.toExponential(1)} (${s.schedule}, ${s.warmup} warm-up steps), ` +
     `AdamW betas (${s.betas.join(', ')}), weight decay ${s.weightDecay}, grad clip ${s.gradClip === 0 ? 'off' : s.gradClip}`
   );

@@ -272,8 +272,8 @@ interface EvalCommandOptions {
 
 const DEFAULT_PROMPTS = ['The meaning of life is', 'Once upon a time'];
 
-function runEval(options: EvalCommandOptions): number {
-  const { report } = evaluateDistillation({
+async function runEval(options: EvalCommandOptions): Promise<number> {
+  const { report } = await evaluateDistillation({
     teacher: options.teacher,
     student: options.student,
     baseline: options.baseline,
@@ -315,7 +315,7 @@ function addEvalCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--seed <n>', `seed of the sample generations, an integer in [0, ${MAX_SEED}]`, seedValue, 0)
     .option('--run <dir>', "distill run folder whose stage metrics give the loss chart (default: the student's parent folder)")
     .addOption(extensionsOption())
-    .action((options: EvalCommandOptions) => setExitCode(runEval(options)));
+    .action(async (options: EvalCommandOptions) => setExitCode(await runEval(options)));
 }
 
 /** Adds `convert`, `distill` and `eval` to the program. Errors propagate to the program's handler. */
