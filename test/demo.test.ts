@@ -65,6 +65,16 @@ describe('rwkvify demo --quick', () => {
     expect(report.demo.studentTokens).toBe(2 * 3 * 2 * 32); // 2 stages × 3 steps × 2 sequences × 32 tokens
   });
 
+  test('report keeps sliding-window teacher speed', () => {
+    // The tiny teacher has 32 positions, so the quick contexts 128 and 256 time a sliding window.
+    const report = JSON.parse(readFileSync(join(out, 'report.json'), 'utf8')) as EvalReport;
+    expect(report.timing.map((row) => row.context)).toEqual([32, 128, 256]);
+    expect(report.timing.map((row) => row.teacherMethod)).toEqual(['sliding-window', 'sliding-window', 'sliding-window']);
+    for (const row of report.timing) expect(row.teacherMs).toBeGreaterThan(0);
+    const html = readFileSync(join(out, 'report.html'), 'utf8');
+    expect(html.match(/\(sliding window\)/g)?.length).toBe(3);
+  });
+
   test('re-run resumes finished phases', async () => {
     const before = readState(out);
     const run = await demo(['--quick', '--teacher', teacherDir, '--out', out]);

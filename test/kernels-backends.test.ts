@@ -404,7 +404,9 @@ describe('backend selection', () => {
       return;
     }
     // Collection started headlessgl before anything else, so its reason is the missing package or display.
-    expect(reason).toMatch(/^backend: headlessgl cannot start: .*Install: .*gl@8\.1\.6.*xvfb-run/);
+    // Without gl the advice is to install it; with gl but no display, to run under xvfb-run.
+    if (/does not load/.test(reason)) expect(reason).toMatch(/^backend: headlessgl cannot start: .*Install: .*gl@8\.1\.6.*xvfb-run -a npx rwkvify bench kernels/);
+    else expect(reason).toMatch(/^backend: headlessgl cannot start: gl loaded but created no WebGL context .*Run under an X display, e\.g\. xvfb-run -a npx rwkvify bench kernels/);
     expect(() => setBackend('headlessgl')).toThrow(/^backend: headlessgl cannot start: /);
   });
 

@@ -19,7 +19,7 @@ import { makeFolders, probeWritable } from '../cli/output-folder.js';
 import { loadBundledCorpora, writeBundledCorpora } from '../data/bundled-corpora.js';
 import { loadTokenCorpus } from '../data/dataset.js';
 import { InputError } from '../data/input-error.js';
-import { evaluateDistillation, evaluationCheckpoint, EvaluationInterrupted, type EvalReport } from '../distill/eval.js';
+import { evaluateDistillation, evaluationCheckpoint, EvaluationInterrupted, type EvalReport, type TimingRow } from '../distill/eval.js';
 import { writeReport } from '../distill/report-html.js';
 import { loadStudent, loadTeacher, runDistill } from '../distill/run.js';
 import type { StageNumber } from '../distill/settings.js';
@@ -345,9 +345,7 @@ function reportPhase(ctx: Context): { summary: string; goals: GoalCheck[] } {
     goals,
     mobyDick: { perplexity: moby.perplexity, meanKl: moby.meanKl, top1Agreement: moby.top1Agreement },
   };
-  // report.html draws `timing` as key/value-cache numbers, so sliding-window rows keep only the
-  // student's number there; all rows, with their method, are in `demo.speed`.
-  const timing = speed.map((row) => ({ context: row.context, studentMs: row.studentMs, teacherMs: row.teacherMethod === 'kv-cache' ? row.teacherMs : null }));
+  const timing: TimingRow[] = speed.map((row) => ({ context: row.context, studentMs: row.studentMs, teacherMs: row.teacherMs, teacherMethod: row.teacherMethod }));
   const paths = writeReport({ ...sotu, timing, demo } as EvalReport, ctx.out);
   const mobyPaths = writeReport({ ...moby, timing: [], demo } as EvalReport, join(ctx.out, 'moby-dick'));
   ctx.log(`report: wrote ${paths.json}, ${paths.html} (SOTU held-out) and ${mobyPaths.html} (Moby-Dick)`);

@@ -69,6 +69,11 @@ export interface TimingRow {
   /** Milliseconds per generated token: student in RNN mode, teacher with its key/value cache. */
   studentMs: number;
   teacherMs: number | null;
+  /**
+   * How the teacher was timed: with its key/value cache (the default when absent), or, past its
+   * n_positions, by re-running a sliding window of its last n_positions tokens per token.
+   */
+  teacherMethod?: 'kv-cache' | 'sliding-window';
 }
 
 export interface EvalReport {

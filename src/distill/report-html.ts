@@ -4,7 +4,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 
 import { writeFileAtomic } from '../io/atomic.js';
-import type { EvalReport } from './eval.js';
+import type { EvalReport, TimingRow } from './eval.js';
 
 const WIDTH = 560;
 const HEIGHT = 240;
@@ -85,12 +85,18 @@ function table(headers: readonly string[], rows: ReadonlyArray<readonly string[]
   return `<table><thead><tr>${head}</tr></thead><tbody>${body}</tbody></table>`;
 }
 
+/** Formats the teacher's ms/token, naming the method when it is not the key/value cache. */
+function teacherTimingCell(row: TimingRow): string {
+  const value = formatNumber(row.teacherMs);
+  return row.teacherMethod === 'sliding-window' && row.teacherMs !== null ? `${value} (sliding window)` : value;
+}
+
 /** Builds the self-contained HTML page of a report. */
 export function renderReportHtml(report: EvalReport): string {
   const lossSeries = report.stages.map((s) => ({ name: `stage ${s.stage}`, points: s.points.map((p) => ({ x: p.step, y: p.loss })) }));
   const speedSeries: Series[] = [
     { name: 'student (RNN state)', points: report.timing.map((t) => ({ x: t.context, y: t.studentMs })) },
-    { name: 'teacher (key/value cache)', points: report.timing.filter((t) => t.teacherMs !== null).map((t) => ({ x: t.context, y: t.teacherMs as number })) },
+    { name: 'teacher (key/value cache; sliding window past its positions)', points: report.timing.filter((t) => t.teacherMs !== null).map((t) => ({ x: t.context, y: t.teacherMs as number })) },
   ];
   const ppl = report.perplexity.map((row) => ({ label: row.name, value: row.perplexity }));
   const beyond = report.beyondLimit.rows.map((row) => [row.positions, formatNumber(row.withinPerplexity), formatNumber(row.beyondPerplexity), row.note ?? '']);
@@ -114,7 +120,7 @@ ${table(['metric', 'value'], [
 <p>${report.beyondLimit.sequences} sequence(s) of ${report.beyondLimit.length} tokens. Perplexity of the targets before position ${report.beyondLimit.limit}, and at or after it.</p>
 ${table(['positions', 'perplexity < limit', 'perplexity ≥ limit', 'note'], beyond)}
 <h2>Generation speed</h2>${lineChartSvg(speedSeries, 'context tokens', 'ms per generated token')}
-${table(['context', 'student ms/token', 'teacher ms/token'], report.timing.map((t) => [String(t.context), formatNumber(t.studentMs), formatNumber(t.teacherMs)]))}
+${table(['context', 'student ms/token', 'teacher ms/token'], report.timing.map((t) => [String(t.context), formatNumber(t.studentMs), teacherTimingCell(t)]))}
 <h2>Samples</h2>${samples}
 </body></html>
 `;
@@ -126,7 +132,7 @@ export function formatSummary(report: EvalReport): string {
     ...report.perplexity.map((row): [string, string] => [`${row.name} perplexity`, formatNumber(row.perplexity)]),
     ['mean KL(teacher ‖ student)', formatNumber(report.meanKl)],
     ['top-1 agreement', `${(100 * report.top1Agreement).toFixed(1)}%`],
-    ...report.beyondLimit.rows.map((row): [string, string] => [`student ppl, positions ${row.positions}`, `${formatNumber(row.withinPerplexity)} < ${report.beyondLimit.limit} ≤ ${formatNumber(row.beyondPerplexity)}`]),
+    ...report.beyondLimit.rows.map((row): [string, string] => [`student ppl < ${report.beyondLimit.limit} / ≥ ${report.beyondLimit.limit} positions (${row.positions})`, `${formatNumber(row.withinPerplexity)} / ${formatNumber(row.beyondPerplexity)}`]),
     ...report.timing.map((t): [string, string] => [`ms/token at context ${t.context}`, `student ${formatNumber(t.studentMs)} | teacher ${formatNumber(t.teacherMs)}`]),
   ];
   const width = Math.max(...rows.map(([name]) => name.length));

@@ -104,7 +104,11 @@ export class GpuJsUnavailableError extends Error {
 const HEADLESSGL_INSTALL =
   'Install: apt-get install -y build-essential python3 pkg-config libx11-dev libxext-dev libxi-dev ' +
   'libgl1 libglx-mesa0 libgl1-mesa-dri xvfb xauth; npm install --save-optional gl@8.1.6; ' +
-  'then run under an X display, e.g. xvfb-run -a npx vitest run';
+  'then run under an X display, e.g. xvfb-run -a npx rwkvify bench kernels';
+
+/** Advice when gl is installed and loads but has no display to draw on. */
+const HEADLESSGL_NEEDS_DISPLAY =
+  'Run under an X display, e.g. xvfb-run -a npx rwkvify bench kernels (apt-get install -y xvfb xauth provides xvfb-run)';
 
 const WEBGPU_INSTALL =
   'Install: npm install --save-optional webgpu062@npm:webgpu@0.6.2, and a driver Dawn accepts: a ' +
@@ -163,7 +167,7 @@ function startHeadlessGl(): GpuJsRuntime {
     throw new GpuJsUnavailableError(
       'headlessgl',
       `gl loaded but created no WebGL context (DISPLAY=${display})`,
-      HEADLESSGL_INSTALL,
+      HEADLESSGL_NEEDS_DISPLAY,
     );
   }
   headlessGlStarted = true;
