@@ -292,6 +292,21 @@ describe('distill run', () => {
     await expect(runDistill(changed)).rejects.toThrow(/stage 1: the checkpoint in .* was made with other settings \(lr 0\.001 → 0\.0005\)/);
   });
 
+  test('resume accepts a changed log interval', async () => {
+    const paths = setUp();
+    const out = tempFolder();
+    let polls = 0;
+    const stopped = await runDistill(options(paths, out, { stopRequested: () => ++polls > 9 }));
+    expect(stopped.interrupted).toBe(true);
+    const resumed = options(paths, out, { resume: true });
+    resumed.common = { ...resumed.common, logEvery: 5, saveEvery: 7, evalBatches: 1 };
+    const done = await runDistill(resumed);
+    expect(done.interrupted).toBe(false);
+    const state = JSON.parse(readFileSync(join(out, 'stage2', 'model', 'trainer-state.json'), 'utf8')) as { settings: { logEvery: number; lr: number } };
+    expect(state.settings.logEvery).toBe(5);
+    expect(state.settings.lr).toBe(1e-3);
+  });
+
   test('student of another teacher is rejected', async () => {
     const paths = setUp();
     saveStudentFolder(convertTeacher(randomTeacher(2)), paths.studentDir);

@@ -155,11 +155,18 @@ function settingsOfStage(options: DistillOptions, stage: StageNumber): TrainingS
       throw new InputError(`"${checkpoint}" already contains a stage-${stage} checkpoint (step ${step}); pass --resume to continue the run, or choose another --out`);
     }
     const saved = readTrainerState(checkpoint).settings;
-    rejectChangedSettings(stage, checkpoint, saved, requestedSettings(options, stage));
-    return saved;
+    const requested = requestedSettings(options, stage);
+    rejectChangedSettings(stage, checkpoint, saved, requested);
+    return { ...saved, logEvery: requested.logEvery, evalBatches: requested.evalBatches, saveEvery: requested.saveEvery };
   }
   return requestedSettings(options, stage);
 }
+
+/**
+ * Settings that change only what a run logs, evaluates or saves, never its weights, so a resumed
+ * stage takes them from the command line (as `pretrain --resume` does).
+ */
+const REPORTING_SETTINGS: ReadonlySet<keyof TrainingSettings> = new Set(['logEvery', 'evalBatches', 'saveEvery']);
 
 function requestedSettings(options: DistillOptions, stage: StageNumber): TrainingSettings {
   const requested = options.quick ? quickStage(options.stageSettings[stage]) : options.stageSettings[stage];
@@ -172,7 +179,7 @@ function requestedSettings(options: DistillOptions, stage: StageNumber): Trainin
  */
 function rejectChangedSettings(stage: StageNumber, checkpoint: string, saved: TrainingSettings, requested: TrainingSettings): void {
   const changed = (Object.keys(saved) as Array<keyof TrainingSettings>).filter(
-    (key) => JSON.stringify(saved[key]) !== JSON.stringify(requested[key]),
+    (key) => !REPORTING_SETTINGS.has(key) && JSON.stringify(saved[key]) !== JSON.stringify(requested[key]),
   );
   if (changed.length === 0) return;
   const details = changed.map((key) => `${key} ${JSON.stringify(saved[key])} → ${JSON.stringify(requested[key])}`).join(', ');
