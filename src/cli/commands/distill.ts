@@ -231,7 +231,7 @@ function addDistillCommand(program: Command, setExitCode: ExitCodeSink): void {
     .option('--freeze-mlp', 'keep the MLP weights fixed in stages 2 and 3', false)
     .option('--freeze-embeddings', 'keep the token and position embeddings (and so the tied output head) fixed in stages 2 and 3', false)
     .option('--quick', `smoke test: run ${QUICK_STEPS} steps of each requested stage with batches of at most 2 sequences × 32 tokens`, false)
-    .option('--resume', 'continue the run in --out from its checkpoints; repeat the original options, because a stage whose settings differ is rejected', false)
+    .option('--resume', 'continue the run in --out from its checkpoints; repeat the original options, because a stage whose training settings differ is rejected (--log-every, --save-every and --eval-batches may change)', false)
     .option('--seed <n>', `seed of the batch order, an integer in [0, ${MAX_SEED}]`, seedValue, c.seed)
     .option('--val-fraction <fraction>', 'fraction of documents held out for evaluation', numberInRange(0, 1, true), c.valFraction)
     .option('--log-every <steps>', 'steps between log lines', integerAtLeast(1), c.logEvery)
