@@ -14,6 +14,7 @@ import {
 } from '../src/kernels/wasm/softmax-rows.js';
 import { Rng } from '../src/index.js';
 import { crossEntropy, klDivergence } from '../src/tensor/ops/index.js';
+import { klGradientParams, klOfRow } from '../src/tensor/ops/losses.js';
 import { Tensor } from '../src/tensor/tensor.js';
 
 const wasmOrNull = wasmSoftmaxRows();
@@ -76,25 +77,11 @@ function allocateKlSums(rows: number): KlRowSums {
   return { teacher: allocateRowExpSums(rows), student: allocateRowExpSums(rows), weighted: new Float64Array(rows) };
 }
 
-/** Gradient parameters from reference sums, as klDivergence builds them. */
+/** Gradient parameters from reference sums, built by klDivergence's own helpers. */
 function klParams(sums: KlRowSums, rows: Int32Array, scale: number): KlGradientParams {
-  const n = sums.weighted.length;
-  const params: KlGradientParams = {
-    shiftT: sums.teacher.shift,
-    shiftS: sums.student.shift,
-    scaleT: new Float64Array(n),
-    scaleS: new Float64Array(n),
-    offset: new Float64Array(n),
-  };
-  for (const r of rows) {
-    const sumT = sums.teacher.sum[r];
-    const sumS = sums.student.sum[r];
-    const kl = sumT === 0 ? 0 : sums.weighted[r] / sumT - Math.log(sumT) + Math.log(sumS);
-    params.scaleT[r] = sumT === 0 ? 0 : scale / sumT;
-    params.scaleS[r] = sumS === 0 ? 0 : scale / sumS;
-    params.offset[r] = Math.log(sumS) - Math.log(sumT) - kl;
-  }
-  return params;
+  const klRows = new Float64Array(sums.weighted.length);
+  for (const r of rows) klRows[r] = klOfRow(sums.teacher.sum[r], sums.student.sum[r], sums.weighted[r]);
+  return klGradientParams(sums, klRows, rows, scale);
 }
 
 /**

@@ -138,7 +138,7 @@ export function klDivergence(teacherLogits: Tensor, studentLogits: Tensor, optio
  * KL of one row from its sums. A teacher row of −∞ only has no mass, so every term is 0·log 0 = 0.
  * A student row of −∞ only puts p_s = 0 under the teacher's mass, so the KL is +∞.
  */
-function klOfRow(sumT: number, sumS: number, weighted: number): number {
+export function klOfRow(sumT: number, sumS: number, weighted: number): number {
   if (sumT === 0) return 0;
   if (sumS === 0) return Infinity;
   // NOTE: from the float32 kernels this sum of order-1 terms has an absolute error near 1e-7, so
@@ -147,7 +147,7 @@ function klOfRow(sumT: number, sumS: number, weighted: number): number {
 }
 
 /** Per-row inputs of the KL gradient kernel; a side without mass gets p = 0 (scale 0). */
-function klGradientParams(sums: KlRowSums, klRows: Float64Array, valid: Int32Array, scale: number): KlGradientParams {
+export function klGradientParams(sums: KlRowSums, klRows: Float64Array, valid: Int32Array, scale: number): KlGradientParams {
   const rows = klRows.length;
   const params: KlGradientParams = {
     shiftT: sums.teacher.shift,
