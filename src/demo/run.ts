@@ -279,32 +279,32 @@ async function baselinePhase(ctx: Context, teacher: Gpt2Config): Promise<{ model
 }
 
 /** Scores teacher, student and baseline on one test set; returns null when the user stopped it. */
-async function evalPhase(ctx: Context, which: 'sotu' | 'moby'): Promise<EvalReport | null> {
-  const paths = firstDocuments(which === 'sotu' ? ctx.data.sotuHeldOut : ctx.data.mobyDick, ctx.settings.testDocuments);
+async function evalPhase(ctx: Context, testSet: 'sotu' | 'moby'): Promise<EvalReport | null> {
+  const paths = firstDocuments(testSet === 'sotu' ? ctx.data.sotuHeldOut : ctx.data.mobyDick, ctx.settings.testDocuments);
   try {
-    return await evaluateFor(ctx, which, paths);
+    return await evaluateFor(ctx, testSet, paths);
   } catch (error) {
     if (error instanceof EvaluationInterrupted) return null;
     throw error;
   }
 }
 
-async function evaluateFor(ctx: Context, which: 'sotu' | 'moby', paths: string[]): Promise<EvalReport> {
+async function evaluateFor(ctx: Context, testSet: 'sotu' | 'moby', paths: string[]): Promise<EvalReport> {
   const { report } = await evaluateDistillation({
     teacher: ctx.teacherDir,
     student: join(ctx.out, 'distill', 'student'),
     baseline: join(ctx.out, 'baseline', 'model'),
     data: paths,
-    out: join(ctx.out, `eval-${which}`),
+    out: join(ctx.out, `eval-${testSet}`),
     maxTokens: ctx.settings.evalTokens,
     // Speed is measured once, in the speed phase, with a teacher that can pass its limit.
     contexts: [],
     timingTokens: 1,
-    prompts: [which === 'sotu' ? 'The state of the Union is' : 'Call me Ishmael.'],
+    prompts: [testSet === 'sotu' ? 'The state of the Union is' : 'Call me Ishmael.'],
     sampleTokens: ctx.settings.sampleTokens,
     seed: ctx.settings.seed,
     run: join(ctx.out, 'distill'),
-    log: (line) => ctx.log(`${which}: ${line}`),
+    log: (line) => ctx.log(`${testSet}: ${line}`),
     stopRequested: ctx.options.stopRequested,
   });
   return report;

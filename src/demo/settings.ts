@@ -1,9 +1,9 @@
 // Settings of `rwkvify demo`: token budgets of the distillation stages and the from-scratch
 // baseline, evaluation sizes and speed contexts, and the hash that ties saved results to them.
 //
-// Budget of the full demo (target: at most 10 minutes on a 2-core laptop). One full
-// `rwkvify demo` on this project's 2-core build machine (AMD EPYC, cores otherwise idle) with the
-// bundled teacher (GPT-2 small preset: C 128, 4 layers, 50,257-token vocabulary) took 5 min 49 s:
+// Budget of the full demo (target: at most 10 minutes on a 2-core laptop). The bundled teacher is
+// the GPT-2 small preset (C 128, 4 layers, 50,257-token vocabulary). One full `rwkvify demo` with
+// it on this project's 2-core build machine (AMD EPYC, cores otherwise idle) took 5 min 49 s:
 //   stage 1  16,384 tokens (32 steps of 4 × 128) at ~735 tok/s, time-mix parameters only   22 s
 //   stage 2  20,480 tokens (40 steps of 4 × 128) at ~305 tok/s, teacher + student + KL     68 s
 //   baseline 36,864 tokens (the student's total) at ~295 tok/s                            140 s

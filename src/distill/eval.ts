@@ -70,8 +70,8 @@ export interface TimingRow {
   studentMs: number;
   teacherMs: number | null;
   /**
-   * How the teacher was timed: with its key/value cache (the default when absent), or, past its
-   * n_positions, by re-running a sliding window of its last n_positions tokens per token.
+   * Timing method of the teacher: its key/value cache (the default when absent), or, past its
+   * n_positions, a sliding window of its last n_positions tokens re-run for every token.
    */
   teacherMethod?: 'kv-cache' | 'sliding-window';
 }

@@ -87,7 +87,7 @@ export function writeTinyCorpus(dir: string, documents = 4): void {
   }
 }
 
-/** A tokenizer with one token per byte plus <|endoftext|> (vocabulary 257) and no merges. */
+/** Builds a tokenizer with one token per byte plus <|endoftext|> (vocabulary 257) and no merges. */
 export function byteTokenizer(): Gpt2Tokenizer {
   const vocab = new Map<string, number>(BYTE_TO_CHAR.map((char, id) => [char, id]));
   vocab.set(END_OF_TEXT, 256);

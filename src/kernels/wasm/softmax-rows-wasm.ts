@@ -1,6 +1,6 @@
-// Driver of the WebAssembly softmax row kernels: copies the listed rows chunk by chunk into the
-// module's own memory, padded with −∞ to a stride that is a multiple of 16 floats, runs one kernel
-// call per chunk and copies the results back. Chunks hold about CHUNK_FLOATS floats per array, so
+// Driver of the WebAssembly softmax row kernels. It copies the listed rows chunk by chunk into the
+// module's own memory, padded with −∞ to a stride that is a multiple of 16 floats. Then it runs one
+// kernel call per chunk and copies the results back. Chunks hold about CHUNK_FLOATS floats per array, so
 // the memory stays near 1 MiB whatever the number of rows. A single row wider than that gets a
 // chunk of its own, for example 4 arrays of 50,272 floats (0.8 MiB) for GPT-2's vocabulary.
 import type { FloatArray } from '../types.js';

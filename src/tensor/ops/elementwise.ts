@@ -244,7 +244,7 @@ function scaleGrad(g: FloatArray, derivative: (i: number) => number): FloatArray
 }
 
 // The ops a model calls per activation (neg, exp, sqrt, tanh, sigmoid, relu, square) have their
-// own loops: mapUnary and scaleGrad take callbacks from many ops, so V8 cannot inline those calls,
+// own loops. mapUnary and scaleGrad take callbacks from many ops, so V8 cannot inline those calls,
 // and the RWKV-7 time mix spent about a fifth of a training step in them.
 
 export function neg(x: Tensor): Tensor {

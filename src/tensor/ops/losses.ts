@@ -16,12 +16,12 @@ import { checkSameDtype, zerosLike } from './util.js';
 // logits where the runtime has it (float32 exps, float64 sums), else a float64 TypeScript loop.
 // Each pass costs one exp per logit and side.
 
-/** Indices of the rows for which `keep(r)` holds, ascending. */
+/** Returns the indices of the rows for which `keep(r)` is true, ascending. */
 function rowsWhere(rows: number, keep: (r: number) => boolean): Int32Array {
-  const kept = new Int32Array(rows);
+  const selected = new Int32Array(rows);
   let count = 0;
-  for (let r = 0; r < rows; r++) if (keep(r)) kept[count++] = r;
-  return kept.subarray(0, count);
+  for (let r = 0; r < rows; r++) if (keep(r)) selected[count++] = r;
+  return selected.subarray(0, count);
 }
 
 /**
